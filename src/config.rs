@@ -1,0 +1,297 @@
+//! Start-up configuration: read once from the environment, checked before anything binds.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Prefix of the variables that are passed through to librdkafka verbatim.
+pub const PRODUCER_PREFIX: &str = "KAFKA_PRODUCER_";
+
+/// The environment as envy sees it; every field maps to the upper-cased variable name.
+#[derive(Debug, Deserialize)]
+struct Env {
+    /// Tencent IM SDKAppID this relay accepts callbacks for (decimal digits).
+    tim_sdk_app_id: String,
+    /// Callback token from the IM console; when set, `Sign`/`RequestTime` are required.
+    tim_callback_token: Option<String>,
+    /// How far `RequestTime` may lie from the relay's clock, in seconds.
+    #[serde(default = "default_skew")]
+    tim_sign_max_skew_secs: u64,
+    /// Address the HTTP server binds.
+    #[serde(default = "default_listen")]
+    relay_listen: String,
+    /// Path Tencent posts callbacks to.
+    #[serde(default = "default_path")]
+    relay_callback_path: String,
+    /// Largest accepted callback body.
+    #[serde(default = "default_body_limit")]
+    relay_body_limit_bytes: usize,
+    /// How long a callback waits for the broker's acknowledgement before it is answered FAIL.
+    #[serde(default = "default_ack_timeout")]
+    relay_ack_timeout_ms: u64,
+    /// Kafka bootstrap servers, comma separated.
+    #[serde(default = "default_bootstrap")]
+    kafka_bootstrap_servers: String,
+    /// Topic the change events are written to.
+    #[serde(default = "default_topic")]
+    kafka_topic: String,
+}
+
+fn default_skew() -> u64 {
+    60
+}
+fn default_listen() -> String {
+    "0.0.0.0:8080".into()
+}
+fn default_path() -> String {
+    "/callback".into()
+}
+fn default_body_limit() -> usize {
+    1024 * 1024
+}
+fn default_ack_timeout() -> u64 {
+    1500
+}
+fn default_bootstrap() -> String {
+    "127.0.0.1:9092".into()
+}
+fn default_topic() -> String {
+    "tim.group-info-changed".into()
+}
+
+/// The validated configuration the application is built from.
+#[derive(Clone)]
+pub struct Config {
+    pub sdk_app_id: String,
+    pub callback_token: Option<String>,
+    pub sign_max_skew: Duration,
+    pub listen: SocketAddr,
+    pub callback_path: String,
+    pub body_limit_bytes: usize,
+    pub ack_timeout: Duration,
+    pub bootstrap_servers: String,
+    pub topic: String,
+    /// librdkafka properties from `KAFKA_PRODUCER_*`, keyed by property name.
+    pub producer_properties: BTreeMap<String, String>,
+}
+
+/// A start-up configuration problem; its message names the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {var}: {reason}")]
+pub struct ConfigError {
+    pub var: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    pub fn new(var: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            var: var.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(std::env::vars())
+    }
+
+    /// Reads configuration from the given variables (tests pass their own).
+    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let vars: Vec<(String, String)> = vars.into_iter().collect();
+        let env: Env = envy::from_iter(vars.iter().cloned()).map_err(envy_error)?;
+        let producer_properties = vars
+            .iter()
+            .filter_map(|(k, v)| {
+                let name = k.strip_prefix(PRODUCER_PREFIX)?;
+                Some((name.to_ascii_lowercase().replace('_', "."), v.clone()))
+            })
+            .collect();
+        Self::validate(env, producer_properties)
+    }
+
+    fn validate(env: Env, producer_properties: BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        let app_id = env.tim_sdk_app_id.trim().to_string();
+        if app_id.is_empty() || !app_id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ConfigError::new("TIM_SDK_APP_ID", "must be the decimal SDKAppID"));
+        }
+        let token = env.tim_callback_token.filter(|t| !t.is_empty());
+        let listen = env.relay_listen.parse().map_err(|_| {
+            ConfigError::new(
+                "RELAY_LISTEN",
+                format!("`{}` is not an address like 0.0.0.0:8080", env.relay_listen),
+            )
+        })?;
+        if !env.relay_callback_path.starts_with('/') {
+            return Err(ConfigError::new("RELAY_CALLBACK_PATH", "must start with `/`"));
+        }
+        if env.relay_body_limit_bytes == 0 {
+            return Err(ConfigError::new(
+                "RELAY_BODY_LIMIT_BYTES",
+                "must be greater than 0",
+            ));
+        }
+        if !(1..2000).contains(&env.relay_ack_timeout_ms) {
+            return Err(ConfigError::new(
+                "RELAY_ACK_TIMEOUT_MS",
+                "must be between 1 and 1999: Tencent waits 2000 ms for the answer",
+            ));
+        }
+        if env.kafka_bootstrap_servers.trim().is_empty() {
+            return Err(ConfigError::new("KAFKA_BOOTSTRAP_SERVERS", "must not be empty"));
+        }
+        if env.kafka_topic.trim().is_empty() {
+            return Err(ConfigError::new("KAFKA_TOPIC", "must not be empty"));
+        }
+        Ok(Config {
+            sdk_app_id: app_id,
+            callback_token: token,
+            sign_max_skew: Duration::from_secs(env.tim_sign_max_skew_secs),
+            listen,
+            callback_path: env.relay_callback_path,
+            body_limit_bytes: env.relay_body_limit_bytes,
+            ack_timeout: Duration::from_millis(env.relay_ack_timeout_ms),
+            bootstrap_servers: env.kafka_bootstrap_servers,
+            topic: env.kafka_topic,
+            producer_properties,
+        })
+    }
+
+    /// The environment variable a librdkafka property came from.
+    pub fn producer_var(property: &str) -> String {
+        format!(
+            "{PRODUCER_PREFIX}{}",
+            property.replace('.', "_").to_ascii_uppercase()
+        )
+    }
+}
+
+/// Whether a producer property holds a secret that must never be printed.
+pub fn is_secret_property(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["password", "secret", "sasl", "key", "token", "credential"]
+        .iter()
+        .any(|s| name.contains(s))
+}
+
+fn envy_error(err: envy::Error) -> ConfigError {
+    match err {
+        envy::Error::MissingValue(field) => {
+            ConfigError::new(field.to_ascii_uppercase(), "is required but not set")
+        }
+        // envy's message already names the variable ("... provided by VAR").
+        envy::Error::Custom(msg) => {
+            let var = msg.rsplit(' ').next().unwrap_or("environment").to_string();
+            ConfigError::new(var, msg)
+        }
+    }
+}
+
+/// The effective configuration for the start-up log line, secrets masked.
+impl fmt::Display for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "sdk_app_id={} token={} sign_max_skew={}s listen={} path={} body_limit={}B ack_timeout={}ms \
+             bootstrap={} topic={}",
+            self.sdk_app_id,
+            if self.callback_token.is_some() {
+                "set (masked)"
+            } else {
+                "unset (Sign not checked)"
+            },
+            self.sign_max_skew.as_secs(),
+            self.listen,
+            self.callback_path,
+            self.body_limit_bytes,
+            self.ack_timeout.as_millis(),
+            self.bootstrap_servers,
+            self.topic,
+        )?;
+        for (k, v) in &self.producer_properties {
+            let shown = if is_secret_property(k) { "***" } else { v.as_str() };
+            write!(f, " {k}={shown}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Debug output is the masked Display form, so a stray `{:?}` cannot leak a secret.
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_apply_when_only_the_app_id_is_set() {
+        let c = Config::from_vars(vars(&[("TIM_SDK_APP_ID", "1400000000")])).unwrap();
+        assert_eq!(c.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(c.callback_path, "/callback");
+        assert_eq!(c.ack_timeout, Duration::from_millis(1500));
+        assert_eq!(c.body_limit_bytes, 1 << 20);
+        assert_eq!(c.topic, "tim.group-info-changed");
+        assert!(c.callback_token.is_none());
+    }
+
+    #[test]
+    fn a_missing_app_id_names_the_variable() {
+        let err = Config::from_vars(vars(&[])).unwrap_err();
+        assert_eq!(err.var, "TIM_SDK_APP_ID");
+    }
+
+    #[test]
+    fn an_unparsable_number_names_the_variable() {
+        let err = Config::from_vars(vars(&[("TIM_SDK_APP_ID", "1"), ("RELAY_ACK_TIMEOUT_MS", "soon")]))
+            .unwrap_err();
+        assert_eq!(err.var, "RELAY_ACK_TIMEOUT_MS", "{err}");
+    }
+
+    #[test]
+    fn an_ack_timeout_past_tencents_budget_is_refused() {
+        let err = Config::from_vars(vars(&[("TIM_SDK_APP_ID", "1"), ("RELAY_ACK_TIMEOUT_MS", "2500")]))
+            .unwrap_err();
+        assert_eq!(err.var, "RELAY_ACK_TIMEOUT_MS");
+    }
+
+    #[test]
+    fn a_non_numeric_app_id_is_refused() {
+        let err = Config::from_vars(vars(&[("TIM_SDK_APP_ID", "abc")])).unwrap_err();
+        assert_eq!(err.var, "TIM_SDK_APP_ID");
+    }
+
+    #[test]
+    fn producer_variables_become_librdkafka_properties_and_secrets_are_masked() {
+        let c = Config::from_vars(vars(&[
+            ("TIM_SDK_APP_ID", "1"),
+            ("TIM_CALLBACK_TOKEN", "hunter2"),
+            ("KAFKA_PRODUCER_SECURITY_PROTOCOL", "SASL_SSL"),
+            ("KAFKA_PRODUCER_SASL_PASSWORD", "pa55"),
+        ]))
+        .unwrap();
+        assert_eq!(c.producer_properties["security.protocol"], "SASL_SSL");
+        assert_eq!(
+            Config::producer_var("sasl.password"),
+            "KAFKA_PRODUCER_SASL_PASSWORD"
+        );
+        let shown = c.to_string();
+        assert!(shown.contains("security.protocol=SASL_SSL"), "{shown}");
+        assert!(!shown.contains("pa55") && !shown.contains("hunter2"), "{shown}");
+    }
+}

@@ -1,0 +1,194 @@
+//! HTTP: the callback route, health, readiness and metrics, and the `Application` that binds them.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use actix_web::dev::Server;
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+
+use crate::auth::Authenticator;
+use crate::callback::{CallbackQuery, GroupInfoChanged, COMMAND};
+use crate::config::{Config, ConfigError};
+use crate::error::{fail_response, RelayError, OK_BODY};
+use crate::event::ChangeEvent;
+use crate::metrics::{InFlight, Metrics};
+use crate::publish::Publisher;
+
+/// How long `/readyz` waits for the broker's metadata answer.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long shutdown waits for queued events to reach the broker.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct AppState {
+    pub auth: Authenticator,
+    pub publisher: Arc<Publisher>,
+    pub metrics: Metrics,
+    pub body_limit: usize,
+    pub sdk_app_id: String,
+}
+
+/// A bound, not yet running relay.
+pub struct Application {
+    port: u16,
+    server: Server,
+    publisher: Arc<Publisher>,
+}
+
+impl Application {
+    /// Creates the producer and binds the listener (port 0 picks a free port).
+    pub fn build(config: Config) -> Result<Self, ConfigError> {
+        let listener = TcpListener::bind(config.listen)
+            .map_err(|e| ConfigError::new("RELAY_LISTEN", format!("cannot bind {}: {e}", config.listen)))?;
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+        let publisher = Arc::new(Publisher::new(&config)?);
+        let state = web::Data::new(AppState {
+            auth: Authenticator::new(
+                config.sdk_app_id.clone(),
+                config.callback_token.clone(),
+                config.sign_max_skew,
+            ),
+            publisher: publisher.clone(),
+            metrics: Metrics::new(),
+            body_limit: config.body_limit_bytes,
+            sdk_app_id: config.sdk_app_id.clone(),
+        });
+        let path = config.callback_path.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .route(&path, web::post().to(callback))
+                .route(&path, web::route().to(method_not_allowed))
+                .route("/healthz", web::get().to(healthz))
+                .route("/readyz", web::get().to(readyz))
+                .route("/metrics", web::get().to(metrics))
+                .default_service(web::to(not_found))
+        })
+        // In-flight callbacks wait at most the ack timeout; this bound only guards against a stuck one.
+        .shutdown_timeout(5)
+        .listen(listener)
+        .map_err(|e| ConfigError::new("RELAY_LISTEN", e.to_string()))?
+        .run();
+        Ok(Self {
+            port,
+            server,
+            publisher,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGTERM/SIGINT, lets in-flight callbacks finish, then flushes the producer.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await?;
+        let publisher = self.publisher;
+        let flushed = tokio::task::spawn_blocking(move || publisher.flush(FLUSH_TIMEOUT)).await;
+        match flushed {
+            Ok(Ok(())) => log::info!("stopped: producer flushed"),
+            Ok(Err(e)) => log::error!("stopped: producer flush incomplete after {FLUSH_TIMEOUT:?}: {e}"),
+            Err(e) => log::error!("stopped: producer flush did not run: {e}"),
+        }
+        Ok(())
+    }
+}
+
+async fn callback(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+    let _in_flight = InFlight::enter(&state.metrics.in_flight);
+    match handle_callback(&req, payload, &state).await {
+        Ok(()) => {
+            state.metrics.count("ok");
+            HttpResponse::Ok().content_type("application/json").body(OK_BODY)
+        }
+        Err(err) => {
+            state.metrics.count(err.outcome());
+            let peer = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+            log::warn!(
+                "callback refused: code={} peer={peer} reason={:?}",
+                err.code(),
+                err.to_string()
+            );
+            actix_web::ResponseError::error_response(&err)
+        }
+    }
+}
+
+/// The checks in the documented order, then one publish; nothing is sent unless all pass.
+async fn handle_callback(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<(), RelayError> {
+    let received_at = SystemTime::now();
+    let query = CallbackQuery::parse(req.query_string());
+    state.auth.check_app_id(&query)?;
+    state.auth.check_sign(&query, received_at)?;
+    if query.callback_command.as_deref() != Some(COMMAND) {
+        return Err(RelayError::WrongCommand { expected: COMMAND });
+    }
+    let body = read_body(req, payload, state.body_limit).await?;
+    let parsed = GroupInfoChanged::from_slice(&body)?;
+    if parsed.callback_command.as_deref().is_some_and(|c| c != COMMAND) {
+        return Err(RelayError::WrongCommand { expected: COMMAND });
+    }
+    let event = ChangeEvent::new(&state.sdk_app_id, &query, parsed, &body, received_at);
+    let took = state.publisher.publish(&event).await?;
+    state.metrics.publish_seconds.observe(took.as_secs_f64());
+    log::debug!("published event {} for group {:?}", event.id, event.group_id);
+    Ok(())
+}
+
+async fn read_body(req: &HttpRequest, payload: web::Payload, limit: usize) -> Result<web::Bytes, RelayError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(RelayError::BodyTooLarge { limit });
+    }
+    match payload.to_bytes_limited(limit).await {
+        Err(_) => Err(RelayError::BodyTooLarge { limit }),
+        Ok(Err(e)) => Err(RelayError::BodyUnreadable(e.to_string())),
+        Ok(Ok(bytes)) => Ok(bytes),
+    }
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain").body("ok\n")
+}
+
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let publisher = state.publisher.clone();
+    match web::block(move || publisher.check_ready(READY_TIMEOUT)).await {
+        Ok(Ok(())) => HttpResponse::Ok()
+            .content_type("text/plain")
+            .body("ready: Kafka answers for the topic\n"),
+        Ok(Err(reason)) => HttpResponse::ServiceUnavailable()
+            .content_type("text/plain")
+            .body(format!("not ready: {reason}\n")),
+        Err(e) => HttpResponse::ServiceUnavailable()
+            .content_type("text/plain")
+            .body(format!("not ready: {e}\n")),
+    }
+}
+
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render())
+}
+
+async fn method_not_allowed() -> HttpResponse {
+    fail_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        4051,
+        "callbacks are POST requests",
+    )
+}
+
+async fn not_found() -> HttpResponse {
+    fail_response(StatusCode::NOT_FOUND, 4041, "no such path")
+}

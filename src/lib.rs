@@ -1,0 +1,10 @@
+//! tim-relay: Tencent Cloud IM `Group.CallbackAfterGroupInfoChanged` callbacks to a Kafka topic.
+
+pub mod auth;
+pub mod callback;
+pub mod config;
+pub mod error;
+pub mod event;
+pub mod http;
+pub mod metrics;
+pub mod publish;

@@ -1,0 +1,19 @@
+//! The `tim-relay` binary: logging, configuration, build, run, flush.
+
+use tim_relay::config::Config;
+use tim_relay::http::Application;
+
+#[actix_web::main]
+async fn main() -> std::io::Result<()> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let config = Config::from_env().unwrap_or_else(|e| exit_with(e));
+    log::info!("starting tim-relay {}: {config}", env!("CARGO_PKG_VERSION"));
+    let app = Application::build(config).unwrap_or_else(|e| exit_with(e));
+    log::info!("listening on port {}", app.port());
+    app.run_until_stopped().await
+}
+
+fn exit_with(err: impl std::fmt::Display) -> ! {
+    eprintln!("tim-relay: {err}");
+    std::process::exit(2);
+}
