@@ -7,9 +7,14 @@ use tim_relay::http::Application;
 async fn main() -> std::io::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let config = Config::from_env().unwrap_or_else(|e| exit_with(e));
-    log::info!("starting tim-relay {}: {config}", env!("CARGO_PKG_VERSION"));
+    // The summary is logged once everything is checked, so a bad value prints only its one line.
+    let summary = config.to_string();
     let app = Application::build(config).unwrap_or_else(|e| exit_with(e));
-    log::info!("listening on port {}", app.port());
+    log::info!(
+        "started tim-relay {} on port {}: {summary}",
+        env!("CARGO_PKG_VERSION"),
+        app.port()
+    );
     app.run_until_stopped().await
 }
 

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what building and testing need beyond the machine's Rust, Java and Maven:
+# the C toolchain pieces librdkafka and OpenSSL build against. Only missing packages are
+# installed, so a warm machine pays nothing.
+set -euo pipefail
+
+need=()
+for pkg in build-essential pkg-config libssl-dev zlib1g-dev; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if ((${#need[@]})); then
+  echo "deps.sh: installing ${need[*]}" >&2
+  if [[ $(id -u) -eq 0 ]]; then SUDO=; else SUDO=sudo; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+for tool in cargo java mvn; do
+  command -v "$tool" >/dev/null || { echo "deps.sh: $tool is required but not installed" >&2; exit 1; }
+done

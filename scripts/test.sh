@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The whole test suite: unit tests, and end-to-end tests against a real Kafka broker.
+# Without KAFKA_BOOTSTRAP_SERVERS it starts the local broker (scripts/kafka.sh) and stops it
+# again afterwards if it was not already running. Extra arguments go to `cargo test`.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+bash scripts/deps.sh
+if [[ -z ${KAFKA_BOOTSTRAP_SERVERS:-} ]]; then
+  if ! bash scripts/kafka.sh status >/dev/null 2>&1; then
+    trap 'bash scripts/kafka.sh stop' EXIT
+  fi
+  bash scripts/kafka.sh start
+  export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:${KAFKA_PORT:-9092}
+fi
+cargo test --locked --all-targets "$@"

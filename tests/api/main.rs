@@ -1,0 +1,7 @@
+//! End-to-end tests against a real Kafka broker: HTTP in, records out.
+
+mod failures;
+mod health;
+mod helpers;
+mod publishing;
+mod rejections;

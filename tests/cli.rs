@@ -1,0 +1,114 @@
+//! The binary as an operator runs it: start-up errors, the start-up line, and a clean SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tim-relay");
+
+fn relay(vars: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+fn fails_naming(vars: &[(&str, &str)], var: &str) {
+    let out = relay(vars).output().expect("binary runs");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line expected: {stderr}");
+    assert!(lines[0].contains(var), "{var} not named in: {stderr}");
+}
+
+#[test]
+fn start_up_stops_with_one_line_naming_a_missing_or_bad_variable() {
+    fails_naming(&[], "TIM_SDK_APP_ID");
+    fails_naming(
+        &[("TIM_SDK_APP_ID", "1"), ("TIM_SIGN_MAX_SKEW_SECS", "-5")],
+        "TIM_SIGN_MAX_SKEW_SECS",
+    );
+    fails_naming(
+        &[("TIM_SDK_APP_ID", "1"), ("RELAY_LISTEN", "nowhere")],
+        "RELAY_LISTEN",
+    );
+    fails_naming(
+        &[("TIM_SDK_APP_ID", "1"), ("KAFKA_PRODUCER_NO_SUCH_PROPERTY", "1")],
+        "KAFKA_PRODUCER_NO_SUCH_PROPERTY",
+    );
+    fails_naming(
+        &[("TIM_SDK_APP_ID", "1"), ("KAFKA_PRODUCER_ACKS", "maybe")],
+        "KAFKA_PRODUCER_ACKS",
+    );
+}
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+    }
+}
+
+#[tokio::test]
+async fn sigterm_lets_the_relay_finish_and_exit_0_with_secrets_masked_in_its_log() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let bootstrap = std::env::var("KAFKA_BOOTSTRAP_SERVERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let listen = format!("127.0.0.1:{port}");
+    let child = relay(&[
+        ("TIM_SDK_APP_ID", "1400000000"),
+        ("TIM_CALLBACK_TOKEN", "very-secret-token"),
+        ("KAFKA_PRODUCER_SASL_PASSWORD", "very-secret-password"),
+        ("KAFKA_BOOTSTRAP_SERVERS", &bootstrap),
+        ("RELAY_LISTEN", &listen),
+        ("RUST_LOG", "info"),
+    ])
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("binary starts");
+    let mut child = Running(child);
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(r) = client.get(format!("http://{listen}/healthz")).send().await {
+            assert_eq!(r.status(), 200);
+            break;
+        }
+        assert!(Instant::now() < deadline, "relay did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let started = Instant::now();
+    let exit = loop {
+        if let Some(exit) = child.0.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(exit.code(), Some(0));
+    let log: Vec<String> = BufReader::new(child.0.stderr.take().unwrap())
+        .lines()
+        .map(Result::unwrap)
+        .collect();
+    let log = log.join("\n");
+    assert!(log.contains("started tim-relay"), "{log}");
+    assert!(log.contains("token=set (masked)"), "{log}");
+    assert!(log.contains("stopped"), "{log}");
+    assert!(!log.contains("very-secret"), "a secret reached the log:\n{log}");
+}
