@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -38,6 +39,12 @@ struct Env {
     /// Topic the change events are written to.
     #[serde(default = "default_topic")]
     kafka_topic: String,
+    /// Directory of the durable spool that holds events Kafka has not acknowledged yet.
+    #[serde(default = "default_spool_dir")]
+    relay_spool_dir: String,
+    /// Largest size of the spool; when reached, callbacks are answered FAIL.
+    #[serde(default = "default_spool_max")]
+    relay_spool_max_bytes: u64,
 }
 
 fn default_skew() -> u64 {
@@ -61,6 +68,12 @@ fn default_bootstrap() -> String {
 fn default_topic() -> String {
     "tim.group-info-changed".into()
 }
+fn default_spool_dir() -> String {
+    "spool".into()
+}
+fn default_spool_max() -> u64 {
+    1 << 30
+}
 
 /// The validated configuration the application is built from.
 #[derive(Clone)]
@@ -74,6 +87,8 @@ pub struct Config {
     pub ack_timeout: Duration,
     pub bootstrap_servers: String,
     pub topic: String,
+    pub spool_dir: PathBuf,
+    pub spool_max_bytes: u64,
     /// librdkafka properties from `KAFKA_PRODUCER_*`, keyed by property name.
     pub producer_properties: BTreeMap<String, String>,
 }
@@ -148,6 +163,15 @@ impl Config {
         if env.kafka_topic.trim().is_empty() {
             return Err(ConfigError::new("KAFKA_TOPIC", "must not be empty"));
         }
+        if env.relay_spool_dir.trim().is_empty() {
+            return Err(ConfigError::new("RELAY_SPOOL_DIR", "must not be empty"));
+        }
+        if env.relay_spool_max_bytes < 1 << 20 {
+            return Err(ConfigError::new(
+                "RELAY_SPOOL_MAX_BYTES",
+                "must be at least 1048576 (1 MiB)",
+            ));
+        }
         Ok(Config {
             sdk_app_id: app_id,
             callback_token: token,
@@ -158,6 +182,8 @@ impl Config {
             ack_timeout: Duration::from_millis(env.relay_ack_timeout_ms),
             bootstrap_servers: env.kafka_bootstrap_servers,
             topic: env.kafka_topic,
+            spool_dir: PathBuf::from(env.relay_spool_dir),
+            spool_max_bytes: env.relay_spool_max_bytes,
             producer_properties,
         })
     }
@@ -198,7 +224,7 @@ impl fmt::Display for Config {
         write!(
             f,
             "sdk_app_id={} token={} sign_max_skew={}s listen={} path={} body_limit={}B ack_timeout={}ms \
-             bootstrap={} topic={}",
+             bootstrap={} topic={} spool={} spool_max={}B",
             self.sdk_app_id,
             if self.callback_token.is_some() {
                 "set (masked)"
@@ -212,6 +238,8 @@ impl fmt::Display for Config {
             self.ack_timeout.as_millis(),
             self.bootstrap_servers,
             self.topic,
+            self.spool_dir.display(),
+            self.spool_max_bytes,
         )?;
         for (k, v) in &self.producer_properties {
             let shown = if is_secret_property(k) { "***" } else { v.as_str() };

@@ -8,6 +8,8 @@ use serde::Serialize;
 use crate::auth::AuthError;
 use crate::callback::BodyError;
 use crate::publish::PublishError;
+use crate::relay::DeliveryError;
+use crate::spool::SpoolError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
@@ -23,6 +25,17 @@ pub enum RelayError {
     Body(#[from] BodyError),
     #[error(transparent)]
     Publish(#[from] PublishError),
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+}
+
+impl From<DeliveryError> for RelayError {
+    fn from(e: DeliveryError) -> Self {
+        match e {
+            DeliveryError::Kafka(e) => RelayError::Publish(e),
+            DeliveryError::Spool(e) => RelayError::Spool(e),
+        }
+    }
 }
 
 /// Tencent's answer body, `{"ActionStatus","ErrorInfo","ErrorCode"}`.
@@ -70,6 +83,8 @@ impl RelayError {
             RelayError::Publish(PublishError::Timeout(_)) => 5031,
             RelayError::Publish(PublishError::QueueFull) => 5032,
             RelayError::Publish(PublishError::Rejected(_)) => 5033,
+            RelayError::Spool(SpoolError::Full { .. }) => 5034,
+            RelayError::Spool(SpoolError::Storage(_)) => 5035,
         }
     }
 
@@ -83,6 +98,8 @@ impl RelayError {
             RelayError::BodyUnreadable(_) | RelayError::Body(_) => "rejected_body",
             RelayError::Publish(PublishError::Timeout(_)) => "kafka_timeout",
             RelayError::Publish(_) => "kafka_error",
+            RelayError::Spool(SpoolError::Full { .. }) => "spool_full",
+            RelayError::Spool(SpoolError::Storage(_)) => "spool_error",
         }
     }
 }
@@ -96,7 +113,7 @@ impl ResponseError for RelayError {
                 StatusCode::BAD_REQUEST
             }
             RelayError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            RelayError::Publish(_) => StatusCode::SERVICE_UNAVAILABLE,
+            RelayError::Publish(_) | RelayError::Spool(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 

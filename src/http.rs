@@ -15,6 +15,9 @@ use crate::error::{fail_response, RelayError, OK_BODY};
 use crate::event::ChangeEvent;
 use crate::metrics::{InFlight, Metrics};
 use crate::publish::Publisher;
+use crate::record::Record;
+use crate::relay::{Delivered, Relay};
+use crate::spool::Spool;
 
 /// How long `/readyz` waits for the broker's metadata answer.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -23,8 +26,7 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct AppState {
     pub auth: Authenticator,
-    pub publisher: Arc<Publisher>,
-    pub metrics: Metrics,
+    pub relay: Relay,
     pub body_limit: usize,
     pub sdk_app_id: String,
 }
@@ -33,7 +35,7 @@ pub struct AppState {
 pub struct Application {
     port: u16,
     server: Server,
-    publisher: Arc<Publisher>,
+    relay: Relay,
 }
 
 impl Application {
@@ -42,15 +44,22 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .map_err(|e| ConfigError::new("RELAY_LISTEN", format!("cannot bind {}: {e}", config.listen)))?;
         let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
-        let publisher = Arc::new(Publisher::new(&config)?);
+        let metrics = Arc::new(Metrics::new());
+        let publisher = Arc::new(Publisher::new(&config, metrics.duplicates.clone())?);
+        let spool = Spool::open(&config.spool_dir, config.spool_max_bytes)
+            .map_err(|e| ConfigError::new("RELAY_SPOOL_DIR", e.to_string()))?;
+        let relay = Relay {
+            publisher,
+            spool,
+            metrics,
+        };
         let state = web::Data::new(AppState {
             auth: Authenticator::new(
                 config.sdk_app_id.clone(),
                 config.callback_token.clone(),
                 config.sign_max_skew,
             ),
-            publisher: publisher.clone(),
-            metrics: Metrics::new(),
+            relay: relay.clone(),
             body_limit: config.body_limit_bytes,
             sdk_app_id: config.sdk_app_id.clone(),
         });
@@ -62,7 +71,7 @@ impl Application {
                 .route(&path, web::route().to(method_not_allowed))
                 .route("/healthz", web::get().to(healthz))
                 .route("/readyz", web::get().to(readyz))
-                .route("/metrics", web::get().to(metrics))
+                .route("/metrics", web::get().to(metrics_text))
                 .default_service(web::to(not_found))
         })
         // In-flight callbacks wait at most the ack timeout; this bound only guards against a stuck one.
@@ -70,21 +79,26 @@ impl Application {
         .listen(listener)
         .map_err(|e| ConfigError::new("RELAY_LISTEN", e.to_string()))?
         .run();
-        Ok(Self {
-            port,
-            server,
-            publisher,
-        })
+        Ok(Self { port, server, relay })
     }
 
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    /// Serves until SIGTERM/SIGINT, lets in-flight callbacks finish, then flushes the producer.
+    /// Serves and forwards the spool until SIGTERM/SIGINT, lets in-flight callbacks finish,
+    /// stops the forwarder after its current round, then flushes the producer. What is still
+    /// spooled stays on disk for the next start.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await?;
-        let publisher = self.publisher;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let forwarder = tokio::spawn(self.relay.clone().forward(stopped));
+        let served = self.server.await;
+        let _ = stop.send(true);
+        if tokio::time::timeout(FLUSH_TIMEOUT, forwarder).await.is_err() {
+            log::error!("forwarder did not stop within {FLUSH_TIMEOUT:?}");
+        }
+        served?;
+        let publisher = self.relay.publisher;
         let flushed = tokio::task::spawn_blocking(move || publisher.flush(FLUSH_TIMEOUT)).await;
         match flushed {
             Ok(Ok(())) => log::info!("stopped: producer flushed"),
@@ -96,14 +110,15 @@ impl Application {
 }
 
 async fn callback(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
-    let _in_flight = InFlight::enter(&state.metrics.in_flight);
+    let metrics = &state.relay.metrics;
+    let _in_flight = InFlight::enter(&metrics.in_flight);
     match handle_callback(&req, payload, &state).await {
         Ok(()) => {
-            state.metrics.count("ok");
+            metrics.count("ok");
             HttpResponse::Ok().content_type("application/json").body(OK_BODY)
         }
         Err(err) => {
-            state.metrics.count(err.outcome());
+            metrics.count(err.outcome());
             let peer = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
             log::warn!(
                 "callback refused: code={} peer={peer} reason={:?}",
@@ -134,9 +149,13 @@ async fn handle_callback(
         return Err(RelayError::WrongCommand { expected: COMMAND });
     }
     let event = ChangeEvent::new(&state.sdk_app_id, &query, parsed, &body, received_at);
-    let took = state.publisher.publish(&event).await?;
-    state.metrics.publish_seconds.observe(took.as_secs_f64());
-    log::debug!("published event {} for group {:?}", event.id, event.group_id);
+    match state.relay.deliver(&Record::from_event(&event)).await? {
+        Delivered::Acknowledged(took) => {
+            state.relay.metrics.publish_seconds.observe(took.as_secs_f64());
+            log::debug!("published event {} for group {:?}", event.id, event.group_id);
+        }
+        Delivered::Spooled => log::debug!("spooled event {} for group {:?}", event.id, event.group_id),
+    }
     Ok(())
 }
 
@@ -160,25 +179,43 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok\n")
 }
 
+/// Ready while an OK answer can be kept: Kafka answers for the topic, or the spool has room.
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let publisher = state.publisher.clone();
-    match web::block(move || publisher.check_ready(READY_TIMEOUT)).await {
-        Ok(Ok(())) => HttpResponse::Ok()
-            .content_type("text/plain")
-            .body("ready: Kafka answers for the topic\n"),
-        Ok(Err(reason)) => HttpResponse::ServiceUnavailable()
-            .content_type("text/plain")
-            .body(format!("not ready: {reason}\n")),
-        Err(e) => HttpResponse::ServiceUnavailable()
-            .content_type("text/plain")
-            .body(format!("not ready: {e}\n")),
-    }
+    let publisher = state.relay.publisher.clone();
+    let kafka = web::block(move || publisher.check_ready(READY_TIMEOUT))
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+    let spool = &state.relay.spool;
+    let (events, _) = spool.depth();
+    let (ready, text) = match kafka {
+        Ok(()) => (true, format!("ready: Kafka answers for the topic; {events} events spooled\n")),
+        Err(reason) if spool.has_room() => (
+            true,
+            format!("ready (spooling): Kafka unreachable: {reason}; callbacks are kept in the spool ({events} events)\n"),
+        ),
+        Err(reason) => (false, format!("not ready: Kafka unreachable: {reason}; the spool is full\n")),
+    };
+    let mut response = if ready {
+        HttpResponse::Ok()
+    } else {
+        HttpResponse::ServiceUnavailable()
+    };
+    response.content_type("text/plain").body(text)
 }
 
-async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+async fn metrics_text(state: web::Data<AppState>) -> HttpResponse {
+    let relay = state.relay.clone();
+    let text = web::block(move || {
+        relay
+            .metrics
+            .observe_spool(&relay.spool, relay.publisher.watch().is_down());
+        relay.metrics.render()
+    })
+    .await
+    .unwrap_or_else(|e| format!("# metrics unavailable: {e}\n"));
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render())
+        .body(text)
 }
 
 async fn method_not_allowed() -> HttpResponse {

@@ -8,3 +8,6 @@ pub mod event;
 pub mod http;
 pub mod metrics;
 pub mod publish;
+pub mod record;
+pub mod relay;
+pub mod spool;

@@ -1,12 +1,34 @@
 //! Prometheus metrics: callbacks by outcome, publish latency, requests in flight.
 
-use prometheus::{Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::core::Collector;
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::spool::Spool;
 
 pub struct Metrics {
     registry: Registry,
     pub callbacks: IntCounterVec,
     pub publish_seconds: Histogram,
     pub in_flight: IntGauge,
+    pub spooled: IntCounter,
+    pub forwarded: IntCounter,
+    pub duplicates: IntCounter,
+    pub kafka_reachable: IntGauge,
+    spool_events: IntGauge,
+    spool_bytes: IntGauge,
+    spool_dead: IntGauge,
+    spool_oldest_age: Gauge,
+}
+
+fn counter(name: &str, help: &str) -> IntCounter {
+    IntCounter::new(name, help).expect("valid metric")
+}
+
+fn gauge(name: &str, help: &str) -> IntGauge {
+    IntGauge::new(name, help).expect("valid metric")
 }
 
 impl Metrics {
@@ -30,21 +52,75 @@ impl Metrics {
             ]),
         )
         .expect("valid metric");
-        let in_flight = IntGauge::new("tim_relay_in_flight_requests", "Callbacks being handled now")
-            .expect("valid metric");
-        for m in [
-            Box::new(callbacks.clone()) as Box<dyn prometheus::core::Collector>,
+        let in_flight = gauge("tim_relay_in_flight_requests", "Callbacks being handled now");
+        let spooled = counter(
+            "tim_relay_spooled_total",
+            "Events answered OK after going to the spool",
+        );
+        let forwarded = counter(
+            "tim_relay_forwarded_total",
+            "Spooled events the broker acknowledged",
+        );
+        let duplicates = counter(
+            "tim_relay_duplicates_total",
+            "Events the relay knows it sent to the topic twice (acknowledged after a deadline)",
+        );
+        let kafka_reachable = gauge(
+            "tim_relay_kafka_reachable",
+            "1 unless librdkafka reports every broker down",
+        );
+        let spool_events = gauge("tim_relay_spool_events", "Events waiting in the spool");
+        let spool_bytes = gauge("tim_relay_spool_bytes", "Bytes waiting in the spool");
+        let spool_dead = gauge(
+            "tim_relay_spool_dead_events",
+            "Spooled events Kafka refused for good, kept aside",
+        );
+        let spool_oldest_age = Gauge::new(
+            "tim_relay_spool_oldest_age_seconds",
+            "Age of the oldest event waiting in the spool (0 when empty)",
+        )
+        .expect("valid metric");
+        let collectors: Vec<Box<dyn Collector>> = vec![
+            Box::new(callbacks.clone()),
             Box::new(publish_seconds.clone()),
             Box::new(in_flight.clone()),
-        ] {
-            registry.register(m).expect("metric registered once");
+            Box::new(spooled.clone()),
+            Box::new(forwarded.clone()),
+            Box::new(duplicates.clone()),
+            Box::new(kafka_reachable.clone()),
+            Box::new(spool_events.clone()),
+            Box::new(spool_bytes.clone()),
+            Box::new(spool_dead.clone()),
+            Box::new(spool_oldest_age.clone()),
+        ];
+        for c in collectors {
+            registry.register(c).expect("metric registered once");
         }
         Self {
             registry,
             callbacks,
             publish_seconds,
             in_flight,
+            spooled,
+            forwarded,
+            duplicates,
+            kafka_reachable,
+            spool_events,
+            spool_bytes,
+            spool_dead,
+            spool_oldest_age,
         }
+    }
+
+    /// Reads the spool's gauges; called when metrics are scraped. Blocking (reads the spool).
+    pub fn observe_spool(&self, spool: &Spool, kafka_down: bool) {
+        let (events, bytes) = spool.depth();
+        self.spool_events.set(events as i64);
+        self.spool_bytes.set(bytes as i64);
+        self.spool_dead.set(spool.dead_events() as i64);
+        self.spool_oldest_age
+            .set(spool.oldest_age().map_or(0.0, |a| a.as_secs_f64()));
+        self.kafka_reachable.set(i64::from(!kafka_down));
     }
 
     pub fn count(&self, outcome: &str) {

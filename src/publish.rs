@@ -1,15 +1,20 @@
-//! The Kafka side: the idempotent producer, one awaited delivery per event, error classes, readiness.
+//! The Kafka side: the idempotent producer, awaited deliveries, error classes, broker reachability.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use prometheus::IntCounter;
+use rdkafka::client::ClientContext;
 
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 
 use crate::config::{Config, ConfigError};
-use crate::event::ChangeEvent;
+use crate::record::Record;
 
 /// Why an event did not reach the topic.
 #[derive(Debug, thiserror::Error)]
@@ -44,38 +49,89 @@ impl PublishError {
     }
 }
 
-/// Publishes change events to the configured topic.
+/// librdkafka callbacks: notes when every broker is unreachable, so callbacks can go straight
+/// to the spool instead of waiting out the ack timeout each time.
+#[derive(Default)]
+pub struct BrokerWatch {
+    down: AtomicBool,
+}
+
+impl BrokerWatch {
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::Acquire)
+    }
+
+    pub fn set_down(&self, down: bool) {
+        if self.down.swap(down, Ordering::AcqRel) != down {
+            if down {
+                log::error!("Kafka is unreachable: callbacks go to the spool until it is back");
+            } else {
+                log::info!("Kafka is reachable again");
+            }
+        }
+    }
+}
+
+/// The producer's context: reports broker reachability to the shared [`BrokerWatch`].
+pub struct WatchContext(Arc<BrokerWatch>);
+
+impl ClientContext for WatchContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(error.rdkafka_error_code(), Some(RDKafkaErrorCode::AllBrokersDown)) {
+            self.0.set_down(true);
+        }
+        log::warn!("librdkafka: {error}: {reason}");
+    }
+}
+
+type Producer_ = FutureProducer<WatchContext>;
+
+/// Publishes records to the configured topic.
 pub struct Publisher {
-    producer: FutureProducer,
+    producer: Producer_,
+    watch: Arc<BrokerWatch>,
     topic: String,
     ack_timeout: Duration,
+    late_deliveries: IntCounter,
 }
+
+/// A record handed to librdkafka, not yet acknowledged.
+pub struct Pending(DeliveryFuture);
 
 impl Publisher {
     /// Creates the producer. librdkafka checks every property here, so a bad
-    /// `KAFKA_PRODUCER_*` value stops start-up with the variable named.
-    pub fn new(config: &Config) -> Result<Self, ConfigError> {
+    /// `KAFKA_PRODUCER_*` value stops start-up with the variable named. `late_deliveries`
+    /// counts records acknowledged after their caller stopped waiting (known duplicates).
+    pub fn new(config: &Config, late_deliveries: IntCounter) -> Result<Self, ConfigError> {
         let mut client = ClientConfig::new();
         client
             .set("bootstrap.servers", &config.bootstrap_servers)
             .set("client.id", "tim-relay")
             .set("acks", "all")
             .set("enable.idempotence", "true")
-            // A delivery librdkafka gives up on at the same deadline the caller is answered at
-            // cannot land later, after the caller was told FAIL.
+            // A delivery librdkafka gives up on at the deadline the caller stops waiting at
+            // cannot land later, behind a spooled copy of itself.
             .set("message.timeout.ms", config.ack_timeout.as_millis().to_string())
             .set("linger.ms", "2");
         for (name, value) in &config.producer_properties {
             client.set(name, value);
         }
-        let producer: FutureProducer = client.create().map_err(|e| match e {
-            KafkaError::ClientConfig(_, desc, key, _) => ConfigError::new(Config::producer_var(&key), desc),
-            other => ConfigError::new("KAFKA_BOOTSTRAP_SERVERS", other.to_string()),
-        })?;
+        let watch = Arc::new(BrokerWatch::default());
+        let producer: Producer_ =
+            client
+                .create_with_context(WatchContext(watch.clone()))
+                .map_err(|e| match e {
+                    KafkaError::ClientConfig(_, desc, key, _) => {
+                        ConfigError::new(Config::producer_var(&key), desc)
+                    }
+                    other => ConfigError::new("KAFKA_BOOTSTRAP_SERVERS", other.to_string()),
+                })?;
         Ok(Self {
             producer,
+            watch,
             topic: config.topic.clone(),
             ack_timeout: config.ack_timeout,
+            late_deliveries,
         })
     }
 
@@ -83,40 +139,71 @@ impl Publisher {
         &self.topic
     }
 
-    /// Sends one event and waits for the broker's acknowledgement (acks=all) up to the ack
-    /// timeout. Returns how long the acknowledgement took.
-    pub async fn publish(&self, event: &ChangeEvent) -> Result<Duration, PublishError> {
-        let start = Instant::now();
-        let payload = event.to_json();
-        let (source, time) = (event.ce_source(), event.ce_time());
-        let headers = OwnedHeaders::new_with_capacity(7)
-            .insert(header("ce_specversion", "1.0"))
-            .insert(header("ce_id", &event.id))
-            .insert(header("ce_type", event.event_type))
-            .insert(header("ce_source", &source))
-            .insert(header("ce_subject", &event.group_id))
-            .insert(header("ce_time", &time))
-            .insert(header("content-type", "application/json"));
-        let record = FutureRecord::to(&self.topic)
-            .key(event.key())
-            .payload(&payload)
+    pub fn watch(&self) -> &BrokerWatch {
+        &self.watch
+    }
+
+    /// Hands the record to librdkafka without waiting for the broker.
+    pub fn send(&self, record: &Record) -> Result<Pending, PublishError> {
+        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+        for (key, value) in &record.headers {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value),
+            });
+        }
+        let kafka_record = FutureRecord::to(&self.topic)
+            .key(record.key.as_bytes())
+            .payload(&record.payload)
             .headers(headers);
-        let delivery = match self.producer.send_result(record) {
-            Ok(delivery) => delivery,
+        match self.producer.send_result(kafka_record) {
+            Ok(delivery) => Ok(Pending(delivery)),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                return Err(PublishError::QueueFull)
+                Err(PublishError::QueueFull)
             }
-            Err((e, _)) => return Err(PublishError::Rejected(e)),
+            Err((e, _)) => Err(PublishError::Rejected(e)),
+        }
+    }
+
+    /// Waits up to the ack timeout for the broker's acknowledgement (acks=all).
+    pub async fn wait(&self, pending: Pending) -> Result<(), PublishError> {
+        let mut delivery = pending.0;
+        let result = match tokio::time::timeout(self.ack_timeout, &mut delivery).await {
+            Ok(result) => result,
+            Err(_) => {
+                // The caller moves on (spools or answers FAIL); if the broker still takes the
+                // record, it is a duplicate worth counting.
+                let late = self.late_deliveries.clone();
+                tokio::spawn(async move {
+                    if let Ok(Ok(_)) = delivery.await {
+                        late.inc();
+                        log::warn!(
+                            "a record was acknowledged after its deadline: it may be in the topic twice"
+                        );
+                    }
+                });
+                return Err(PublishError::Timeout(self.ack_timeout.as_millis()));
+            }
         };
-        // librdkafka times the message out itself; the extra margin covers its timer granularity.
-        match tokio::time::timeout(self.ack_timeout + Duration::from_millis(50), delivery).await {
-            Ok(Ok(Ok(_))) => Ok(start.elapsed()),
-            Ok(Ok(Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut), _)))) | Err(_) => {
+        match result {
+            Ok(Ok(_)) => {
+                self.watch.set_down(false);
+                Ok(())
+            }
+            Ok(Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut), _))) => {
                 Err(PublishError::Timeout(self.ack_timeout.as_millis()))
             }
-            Ok(Ok(Err((e, _)))) => Err(PublishError::Rejected(e)),
-            Ok(Err(_canceled)) => Err(PublishError::Rejected(KafkaError::Canceled)),
+            Ok(Err((e, _))) => Err(PublishError::Rejected(e)),
+            Err(_canceled) => Err(PublishError::Rejected(KafkaError::Canceled)),
         }
+    }
+
+    /// Sends one record and waits for its acknowledgement; returns how long that took.
+    pub async fn publish(&self, record: &Record) -> Result<Duration, PublishError> {
+        let start = Instant::now();
+        let pending = self.send(record)?;
+        self.wait(pending).await?;
+        Ok(start.elapsed())
     }
 
     /// Whether the broker answers a metadata request for the topic. Blocks up to `timeout`.
@@ -147,12 +234,5 @@ impl Publisher {
 
     pub fn in_queue(&self) -> i32 {
         self.producer.in_flight_count()
-    }
-}
-
-fn header<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
-    Header {
-        key,
-        value: Some(value),
     }
 }

@@ -1,58 +1,115 @@
-//! When Kafka cannot be reached: a timely FAIL answer, and readiness says why.
+//! When Kafka cannot take records: OK only after the spool has the event, in time; FAIL when
+//! the spool is full; and what was spooled reaches the topic first once Kafka answers.
 
 use std::time::{Duration, Instant};
 
-use tim_relay::config::Config;
-use tim_relay::http::Application;
+use tim_relay::record::Record;
+use tim_relay::spool::Spool;
 
-use crate::helpers::{query, TestApp, APP_ID};
+use crate::helpers::{create_topic, launch, query, TestApp};
 
 /// A relay pointed at a port where no broker listens (a real refused connection).
-async fn spawn_app_without_broker() -> TestApp {
+fn spawn_app_without_broker(extra: &[(&str, &str)]) -> TestApp {
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
-        .unwrap();
-    let vars = [
-        ("TIM_SDK_APP_ID", APP_ID.to_string()),
-        ("RELAY_LISTEN", "127.0.0.1:0".into()),
-        ("KAFKA_BOOTSTRAP_SERVERS", closed.to_string()),
-        ("KAFKA_TOPIC", "unreachable".into()),
-        ("RELAY_ACK_TIMEOUT_MS", "400".into()),
+        .unwrap()
+        .to_string();
+    let mut vars = vec![
+        ("KAFKA_BOOTSTRAP_SERVERS", closed.as_str()),
+        ("RELAY_ACK_TIMEOUT_MS", "400"),
     ];
-    let config = Config::from_vars(vars.map(|(k, v)| (k.to_string(), v))).unwrap();
-    let app = Application::build(config).unwrap();
-    let address = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run_until_stopped());
-    TestApp {
-        address,
-        topic: "unreachable".into(),
-        client: reqwest::Client::new(),
-    }
+    vars.extend_from_slice(extra);
+    launch("unreachable".into(), tempfile::tempdir().unwrap(), &vars)
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("{name} not in\n{text}"))
 }
 
 #[tokio::test]
-async fn an_unreachable_broker_gives_503_fail_within_the_ack_timeout() {
-    let app = spawn_app_without_broker().await;
-    let started = Instant::now();
-    let answer = app.post(&query(), r#"{"GroupId":"g1"}"#).await;
-    let took = started.elapsed();
+async fn with_kafka_unreachable_callbacks_are_spooled_and_answered_ok_in_time() {
+    let app = spawn_app_without_broker(&[]);
+    for i in 0..5 {
+        let started = Instant::now();
+        let answer = app
+            .post(&query(), format!(r#"{{"GroupId":"g1","Name":"n{i}"}}"#))
+            .await;
+        let took = started.elapsed();
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        assert_eq!(answer.body["ActionStatus"], "OK");
+        assert!(took < Duration::from_millis(1500), "answer {i} took {took:?}");
+    }
+    let (_, text) = app.get("/metrics").await;
+    assert_eq!(metric(&text, "tim_relay_spooled_total"), 5.0);
+    assert_eq!(metric(&text, "tim_relay_spool_events"), 5.0);
+    assert_eq!(metric(&text, "tim_relay_kafka_reachable"), 0.0);
+    assert!(metric(&text, "tim_relay_spool_bytes") > 0.0);
+    assert!(metric(&text, "tim_relay_spool_oldest_age_seconds") >= 0.0);
+    assert_eq!(metric(&text, r#"tim_relay_callbacks_total{outcome="ok"}"#), 5.0);
+}
+
+#[tokio::test]
+async fn readyz_stays_200_and_says_kafka_is_unreachable_while_the_spool_has_room() {
+    let app = spawn_app_without_broker(&[]);
+    let (status, body) = app.get("/readyz").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Kafka unreachable"), "{body}");
+    assert_eq!(app.get("/healthz").await.0, 200);
+}
+
+#[tokio::test]
+async fn a_full_spool_answers_503_fail_and_keeps_what_it_has() {
+    let app = spawn_app_without_broker(&[
+        ("RELAY_SPOOL_MAX_BYTES", "1048576"),
+        ("RELAY_BODY_LIMIT_BYTES", "2000000"),
+    ]);
+    let big = format!(r#"{{"GroupId":"g1","Name":"{}"}}"#, "x".repeat(700_000));
+    assert_eq!(app.post(&query(), big.clone()).await.status, 200);
+    let answer = app.post(&query(), big).await;
     assert_eq!(answer.status, 503, "{:?}", answer.body);
     assert_eq!(answer.body["ActionStatus"], "FAIL");
-    assert_eq!(answer.body["ErrorCode"], 5031, "{:?}", answer.body);
-    assert!(took < Duration::from_millis(1500), "answered after {took:?}");
-    let (_, metrics) = app.get("/metrics").await;
-    assert!(
-        metrics.contains(r#"tim_relay_callbacks_total{outcome="kafka_timeout"} 1"#),
-        "{metrics}"
+    assert_eq!(answer.body["ErrorCode"], 5034);
+    let (_, text) = app.get("/metrics").await;
+    assert_eq!(metric(&text, "tim_relay_spool_events"), 1.0);
+    assert_eq!(
+        metric(&text, r#"tim_relay_callbacks_total{outcome="spool_full"}"#),
+        1.0
     );
 }
 
 #[tokio::test]
-async fn readyz_is_503_with_a_reason_while_the_broker_is_unreachable() {
-    let app = spawn_app_without_broker().await;
-    let (status, body) = app.get("/readyz").await;
-    assert_eq!(status, 503, "{body}");
-    assert!(body.starts_with("not ready:"), "{body}");
-    assert_eq!(app.get("/healthz").await.0, 200);
+async fn events_left_in_the_spool_are_forwarded_first_and_in_order_on_start() {
+    let topic = create_topic("respool").await;
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let spool = Spool::open(dir.path(), 1 << 30).unwrap();
+        for i in 0..20 {
+            let record = Record {
+                key: "g1".into(),
+                payload: format!(r#"{{"group_id":"g1","changes":{{"name":"old-{i}"}}}}"#).into_bytes(),
+                headers: vec![("ce_id".into(), format!("old-{i}"))],
+            };
+            spool.append(&record).await.unwrap();
+        }
+    }
+    let app = launch(topic, dir, &[]);
+    let answer = app.post(&query(), r#"{"GroupId":"g1","Name":"new"}"#).await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    let names: Vec<String> = app
+        .consume(21)
+        .await
+        .iter()
+        .map(|r| r.value["changes"]["name"].as_str().unwrap().to_string())
+        .collect();
+    let mut expected: Vec<String> = (0..20).map(|i| format!("old-{i}")).collect();
+    expected.push("new".into());
+    assert_eq!(names, expected);
+    let (_, text) = app.get("/metrics").await;
+    // The new callback joins the queue when it arrives while old events are still spooled.
+    let spooled_now = metric(&text, "tim_relay_spooled_total");
+    assert_eq!(metric(&text, "tim_relay_forwarded_total"), 20.0 + spooled_now);
+    assert_eq!(metric(&text, "tim_relay_spool_events"), 0.0);
 }

@@ -68,6 +68,8 @@ pub struct TestApp {
     pub address: String,
     pub topic: String,
     pub client: reqwest::Client,
+    /// The relay's spool directory, removed when the test ends.
+    pub _spool: tempfile::TempDir,
 }
 
 pub async fn spawn_app(name: &str) -> TestApp {
@@ -77,11 +79,17 @@ pub async fn spawn_app(name: &str) -> TestApp {
 /// Starts the relay with the test's own topic; `extra` adds or overrides environment variables.
 pub async fn spawn_app_with(name: &str, extra: &[(&str, &str)]) -> TestApp {
     let topic = create_topic(name).await;
+    launch(topic, tempfile::tempdir().expect("spool dir"), extra)
+}
+
+/// Starts the relay on `topic` with the given spool directory.
+pub fn launch(topic: String, spool: tempfile::TempDir, extra: &[(&str, &str)]) -> TestApp {
     let mut vars: HashMap<String, String> = [
         ("TIM_SDK_APP_ID", APP_ID.to_string()),
         ("RELAY_LISTEN", "127.0.0.1:0".to_string()),
         ("KAFKA_BOOTSTRAP_SERVERS", bootstrap()),
         ("KAFKA_TOPIC", topic.clone()),
+        ("RELAY_SPOOL_DIR", spool.path().display().to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -97,6 +105,7 @@ pub async fn spawn_app_with(name: &str, extra: &[(&str, &str)]) -> TestApp {
         address,
         topic,
         client: reqwest::Client::new(),
+        _spool: spool,
     }
 }
 

@@ -1,0 +1,155 @@
+//! The delivery promise: a record is acknowledged by Kafka or committed to the spool before the
+//! caller hears OK; the forwarder moves spooled records to Kafka in arrival order.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::metrics::Metrics;
+use crate::publish::{PublishError, Publisher};
+use crate::record::Record;
+use crate::spool::{Spool, SpoolError};
+
+/// How many spooled records the forwarder sends per round.
+const FORWARD_BATCH: usize = 500;
+/// Pause after a failed forwarding round, doubled up to `MAX_BACKOFF`.
+const MIN_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error(transparent)]
+    Kafka(#[from] PublishError),
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+}
+
+/// Where an accepted record went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivered {
+    Acknowledged(Duration),
+    Spooled,
+}
+
+#[derive(Clone)]
+pub struct Relay {
+    pub publisher: Arc<Publisher>,
+    pub spool: Spool,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Relay {
+    /// Delivers one record. Straight to Kafka while nothing is spooled and the broker is
+    /// reachable; otherwise, or when Kafka does not acknowledge in time, into the spool, behind
+    /// what is already there, so one group's records keep the order they were answered in.
+    pub async fn deliver(&self, record: &Record) -> Result<Delivered, DeliveryError> {
+        if self.spool.is_empty() && !self.publisher.watch().is_down() {
+            match self.publisher.publish(record).await {
+                Ok(took) => return Ok(Delivered::Acknowledged(took)),
+                Err(e) if e.is_retryable() => {
+                    if matches!(e, PublishError::Timeout(_)) {
+                        self.publisher.watch().set_down(true);
+                    }
+                    log::warn!("Kafka did not take the record ({e}); spooling it");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.spool.append(record).await.inspect_err(|e| match e {
+            SpoolError::Full { .. } => log::error!("refusing a callback: {e}; Kafka is not taking records"),
+            SpoolError::Storage(_) => log::error!("refusing a callback: {e}"),
+        })?;
+        self.metrics.spooled.inc();
+        Ok(Delivered::Spooled)
+    }
+
+    /// Forwards spooled records until `stop` turns true. Returns after the round in progress.
+    pub async fn forward(self, mut stop: watch::Receiver<bool>) {
+        let mut backoff = MIN_BACKOFF;
+        while !*stop.borrow() {
+            let spool = self.spool.clone();
+            let batch = match tokio::task::spawn_blocking(move || spool.oldest(FORWARD_BATCH)).await {
+                Ok(Ok(batch)) => batch,
+                Ok(Err(e)) => {
+                    log::error!("forwarder cannot read the spool: {e}");
+                    Vec::new()
+                }
+                Err(e) => {
+                    log::error!("forwarder read task failed: {e}");
+                    Vec::new()
+                }
+            };
+            if batch.is_empty() {
+                tokio::select! {
+                    _ = self.spool.appended() => {}
+                    _ = stop.changed() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+                continue;
+            }
+            let ok = self.forward_batch(batch).await;
+            if ok {
+                backoff = MIN_BACKOFF;
+            } else {
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.changed() => {}
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+
+    /// Sends a batch in order and settles the longest delivered prefix. Returns false when a
+    /// record could not be delivered for now.
+    async fn forward_batch(&self, batch: Vec<crate::spool::Spooled>) -> bool {
+        let mut sent = Vec::with_capacity(batch.len());
+        for item in &batch {
+            match self.publisher.send(&item.record) {
+                Ok(pending) => sent.push((item.seq, Ok(pending))),
+                Err(e) => {
+                    sent.push((item.seq, Err(e)));
+                    break;
+                }
+            }
+        }
+        let (mut delivered, mut refused, mut all_ok) = (Vec::new(), Vec::new(), true);
+        for (seq, pending) in sent {
+            let result = match pending {
+                Ok(pending) => self.publisher.wait(pending).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(()) if all_ok => delivered.push(seq),
+                // Delivered after a gap: it stays spooled and is sent again in order, so the
+                // topic will hold it twice.
+                Ok(()) => self.metrics.duplicates.inc(),
+                Err(e) if e.is_retryable() => {
+                    if all_ok {
+                        log::warn!("forwarding paused: {e}");
+                    }
+                    all_ok = false;
+                }
+                Err(e) if all_ok => {
+                    log::error!(
+                        "Kafka refused a spooled record for good ({e}); moved to the spool's dead table"
+                    );
+                    refused.push(seq);
+                }
+                Err(_) => {}
+            }
+        }
+        if !all_ok {
+            self.publisher.watch().set_down(true);
+        }
+        let count = delivered.len() as u64;
+        let spool = self.spool.clone();
+        match tokio::task::spawn_blocking(move || spool.settle(&delivered, &refused)).await {
+            Ok(Ok(())) => self.metrics.forwarded.inc_by(count),
+            Ok(Err(e)) => log::error!("forwarder cannot update the spool: {e}"),
+            Err(e) => log::error!("forwarder settle task failed: {e}"),
+        }
+        all_ok
+    }
+}
