@@ -13,6 +13,7 @@ fi
 export TIM_SDK_APP_ID=${TIM_SDK_APP_ID:-1400000000}
 export RELAY_LISTEN=${RELAY_LISTEN:-127.0.0.1:8080}
 export KAFKA_TOPIC=${KAFKA_TOPIC:-tim.group-info-changed}
+export RELAY_SPOOL_DIR=${RELAY_SPOOL_DIR:-target/relay-spool}
 cargo build --locked --release --bin tim-relay
 
 port=${RELAY_LISTEN##*:}
