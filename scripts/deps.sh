@@ -5,7 +5,7 @@
 set -euo pipefail
 
 need=()
-for pkg in build-essential pkg-config libssl-dev zlib1g-dev; do
+for pkg in build-essential pkg-config libssl-dev zlib1g-dev curl; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ((${#need[@]})); then

@@ -82,42 +82,77 @@ pub enum BodyError {
     BadEventTime,
     #[error("UserDefinedDataList must be an array of {{\"Key\":string,\"Value\":string}}")]
     BadCustomList,
+    #[error("UserDefinedDataList has more than {0} entries")]
+    TooManyCustomFields(usize),
+    #[error("field {0} is longer than {1} bytes")]
+    FieldTooLong(&'static str, usize),
+}
+
+/// Bounds that keep the memory one callback can cost small, whatever it sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyLimits {
+    /// Most `UserDefinedDataList` entries accepted.
+    pub max_custom_fields: usize,
+    /// Longest accepted string of a known field (GroupId, Name, a custom Key or Value, ...).
+    pub max_field_bytes: usize,
+}
+
+impl Default for BodyLimits {
+    fn default() -> Self {
+        // Tencent's own limits are far lower (a group name is 30 bytes, 16 custom fields by
+        // default); these leave room for growth while bounding what a stranger can make us hold.
+        Self {
+            max_custom_fields: 64,
+            max_field_bytes: 16 * 1024,
+        }
+    }
 }
 
 impl GroupInfoChanged {
-    /// Parses the raw body.
+    /// Parses the raw body with the default bounds.
     pub fn from_slice(body: &[u8]) -> Result<Self, BodyError> {
+        Self::from_slice_bounded(body, &BodyLimits::default())
+    }
+
+    /// Parses the raw body, refusing lists and strings beyond `limits`.
+    pub fn from_slice_bounded(body: &[u8], limits: &BodyLimits) -> Result<Self, BodyError> {
         let value: Value = serde_json::from_slice(body).map_err(|e| BodyError::NotJson(e.to_string()))?;
         match value {
-            Value::Object(map) => Self::from_map(map),
+            Value::Object(map) => Self::from_map(map, limits),
             _ => Err(BodyError::NotAnObject),
         }
     }
 
-    fn from_map(mut map: Map<String, Value>) -> Result<Self, BodyError> {
-        let group_id = take_string(&mut map, "GroupId")?.ok_or(BodyError::MissingGroupId)?;
+    fn from_map(mut map: Map<String, Value>, limits: &BodyLimits) -> Result<Self, BodyError> {
+        let mut string = |field| take_string(&mut map, field, limits.max_field_bytes);
+        let group_id = string("GroupId")?.ok_or(BodyError::MissingGroupId)?;
         if group_id.is_empty() {
             return Err(BodyError::EmptyGroupId);
         }
         Ok(GroupInfoChanged {
-            callback_command: take_string(&mut map, "CallbackCommand")?,
+            callback_command: string("CallbackCommand")?,
             group_id,
-            group_type: take_string(&mut map, "Type")?,
-            operator: take_string(&mut map, "Operator_Account")?,
-            name: take_string(&mut map, "Name")?,
-            introduction: take_string(&mut map, "Introduction")?,
-            notification: take_string(&mut map, "Notification")?,
-            face_url: take_string(&mut map, "FaceUrl")?,
-            custom: take_custom(&mut map)?,
+            group_type: string("Type")?,
+            operator: string("Operator_Account")?,
+            name: string("Name")?,
+            introduction: string("Introduction")?,
+            notification: string("Notification")?,
+            face_url: string("FaceUrl")?,
+            custom: take_custom(&mut map, limits)?,
             event_time_ms: take_event_time(&mut map)?,
             extra: map,
         })
     }
 }
 
-fn take_string(map: &mut Map<String, Value>, field: &'static str) -> Result<Option<String>, BodyError> {
+fn take_string(
+    map: &mut Map<String, Value>,
+    field: &'static str,
+    max: usize,
+) -> Result<Option<String>, BodyError> {
     match map.shift_remove(field) {
         None => Ok(None),
+        Some(Value::String(s)) if s.len() > max => Err(BodyError::FieldTooLong(field, max)),
         Some(Value::String(s)) => Ok(Some(s)),
         Some(_) => Err(BodyError::NotAString(field)),
     }
@@ -134,18 +169,33 @@ fn take_event_time(map: &mut Map<String, Value>) -> Result<Option<u64>, BodyErro
     }
 }
 
-fn take_custom(map: &mut Map<String, Value>) -> Result<Option<Vec<CustomField>>, BodyError> {
+fn take_custom(
+    map: &mut Map<String, Value>,
+    limits: &BodyLimits,
+) -> Result<Option<Vec<CustomField>>, BodyError> {
     let Some(list) = map.shift_remove("UserDefinedDataList") else {
         return Ok(None);
     };
     let Value::Array(items) = list else {
         return Err(BodyError::BadCustomList);
     };
+    if items.len() > limits.max_custom_fields {
+        return Err(BodyError::TooManyCustomFields(limits.max_custom_fields));
+    }
+    let max = limits.max_field_bytes;
     items
         .into_iter()
         .map(|item| match item {
             Value::Object(mut entry) => match (entry.remove("Key"), entry.remove("Value")) {
-                (Some(Value::String(key)), Some(Value::String(value))) => Ok(CustomField { key, value }),
+                (Some(Value::String(key)), Some(Value::String(value))) => {
+                    if key.len() > max {
+                        Err(BodyError::FieldTooLong("UserDefinedDataList.Key", max))
+                    } else if value.len() > max {
+                        Err(BodyError::FieldTooLong("UserDefinedDataList.Value", max))
+                    } else {
+                        Ok(CustomField { key, value })
+                    }
+                }
                 _ => Err(BodyError::BadCustomList),
             },
             _ => Err(BodyError::BadCustomList),
@@ -237,6 +287,32 @@ mod tests {
                 want => assert_eq!(got, want),
             }
         }
+    }
+
+    #[test]
+    fn lists_and_strings_beyond_the_bounds_are_refused() {
+        let limits = BodyLimits {
+            max_custom_fields: 2,
+            max_field_bytes: 4,
+        };
+        let three = br#"{"GroupId":"g","UserDefinedDataList":[{"Key":"a","Value":"1"},{"Key":"b","Value":"2"},{"Key":"c","Value":"3"}]}"#;
+        assert_eq!(
+            GroupInfoChanged::from_slice_bounded(three, &limits),
+            Err(BodyError::TooManyCustomFields(2))
+        );
+        let long = br#"{"GroupId":"g","Name":"12345"}"#;
+        assert_eq!(
+            GroupInfoChanged::from_slice_bounded(long, &limits),
+            Err(BodyError::FieldTooLong("Name", 4))
+        );
+        let long_value = br#"{"GroupId":"g","UserDefinedDataList":[{"Key":"a","Value":"12345"}]}"#;
+        assert!(matches!(
+            GroupInfoChanged::from_slice_bounded(long_value, &limits),
+            Err(BodyError::FieldTooLong("UserDefinedDataList.Value", 4))
+        ));
+        // The bound counts bytes: four bytes of UTF-8 pass, five do not.
+        assert!(GroupInfoChanged::from_slice_bounded("{\"GroupId\":\"🙂\"}".as_bytes(), &limits).is_ok());
+        assert!(GroupInfoChanged::from_slice_bounded("{\"GroupId\":\"🙂a\"}".as_bytes(), &limits).is_err());
     }
 
     #[test]

@@ -6,7 +6,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ipnet::IpNet;
 use serde::Deserialize;
+
+use crate::callback::BodyLimits;
 
 /// Prefix of the variables that are passed through to librdkafka verbatim.
 pub const PRODUCER_PREFIX: &str = "KAFKA_PRODUCER_";
@@ -45,6 +48,39 @@ struct Env {
     /// Largest size of the spool; when reached, callbacks are answered FAIL.
     #[serde(default = "default_spool_max")]
     relay_spool_max_bytes: u64,
+    /// Time a client has to send the request line and headers.
+    #[serde(default = "default_5000")]
+    relay_header_timeout_ms: u64,
+    /// Time a client has to send the body once the headers are in.
+    #[serde(default = "default_5000")]
+    relay_body_timeout_ms: u64,
+    /// How long an idle keep-alive connection stays open.
+    #[serde(default = "default_keep_alive")]
+    relay_keep_alive_secs: u64,
+    /// Most connections open at once (all workers together).
+    #[serde(default = "default_max_connections")]
+    relay_max_connections: usize,
+    /// Most callbacks waiting on Kafka's acknowledgement at once; beyond it, 503 at once.
+    #[serde(default = "default_max_pending")]
+    relay_max_pending_publishes: usize,
+    /// Most `UserDefinedDataList` entries in one callback.
+    #[serde(default = "default_max_custom_fields")]
+    relay_max_custom_fields: usize,
+    /// Longest string accepted in a known field.
+    #[serde(default = "default_max_field_bytes")]
+    relay_max_field_bytes: usize,
+    /// HTTP worker threads (default: one per CPU core).
+    relay_workers: Option<usize>,
+    /// Comma-separated CIDRs allowed to post callbacks (default: anyone).
+    relay_allowed_cidrs: Option<String>,
+    /// Comma-separated CIDRs of proxies whose client-address header is believed.
+    relay_trusted_proxy_cidrs: Option<String>,
+    /// Header carrying the client address from a trusted proxy.
+    relay_client_ip_header: Option<String>,
+    /// PEM certificate chain; with the key, the relay serves HTTPS itself.
+    relay_tls_cert_path: Option<String>,
+    /// PEM private key for `RELAY_TLS_CERT_PATH`.
+    relay_tls_key_path: Option<String>,
 }
 
 fn default_skew() -> u64 {
@@ -67,6 +103,24 @@ fn default_bootstrap() -> String {
 }
 fn default_topic() -> String {
     "tim.group-info-changed".into()
+}
+fn default_5000() -> u64 {
+    5000
+}
+fn default_keep_alive() -> u64 {
+    60
+}
+fn default_max_connections() -> usize {
+    4096
+}
+fn default_max_pending() -> usize {
+    512
+}
+fn default_max_custom_fields() -> usize {
+    BodyLimits::default().max_custom_fields
+}
+fn default_max_field_bytes() -> usize {
+    BodyLimits::default().max_field_bytes
 }
 fn default_spool_dir() -> String {
     "spool".into()
@@ -91,6 +145,36 @@ pub struct Config {
     pub spool_max_bytes: u64,
     /// librdkafka properties from `KAFKA_PRODUCER_*`, keyed by property name.
     pub producer_properties: BTreeMap<String, String>,
+    pub limits: Limits,
+    pub workers: Option<usize>,
+    pub access: AccessRules,
+    pub tls: Option<TlsPaths>,
+}
+
+/// Resource bounds for hostile or broken clients.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub keep_alive: Duration,
+    pub max_connections: usize,
+    pub max_pending_publishes: usize,
+    pub body: BodyLimits,
+}
+
+/// Who may post callbacks.
+#[derive(Debug, Clone, Default)]
+pub struct AccessRules {
+    /// Empty: everyone.
+    pub allowed: Vec<IpNet>,
+    pub trusted_proxies: Vec<IpNet>,
+    pub client_ip_header: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsPaths {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// A start-up configuration problem; its message names the variable.
@@ -172,6 +256,77 @@ impl Config {
                 "must be at least 1048576 (1 MiB)",
             ));
         }
+        let positive = |var: &str, v: u64| {
+            if v == 0 {
+                Err(ConfigError::new(var, "must be greater than 0"))
+            } else {
+                Ok(v)
+            }
+        };
+        let limits = Limits {
+            header_timeout: Duration::from_millis(positive(
+                "RELAY_HEADER_TIMEOUT_MS",
+                env.relay_header_timeout_ms,
+            )?),
+            body_timeout: Duration::from_millis(positive(
+                "RELAY_BODY_TIMEOUT_MS",
+                env.relay_body_timeout_ms,
+            )?),
+            keep_alive: Duration::from_secs(env.relay_keep_alive_secs),
+            max_connections: positive("RELAY_MAX_CONNECTIONS", env.relay_max_connections as u64)? as usize,
+            max_pending_publishes: positive(
+                "RELAY_MAX_PENDING_PUBLISHES",
+                env.relay_max_pending_publishes as u64,
+            )? as usize,
+            body: BodyLimits {
+                max_custom_fields: env.relay_max_custom_fields,
+                max_field_bytes: positive("RELAY_MAX_FIELD_BYTES", env.relay_max_field_bytes as u64)?
+                    as usize,
+            },
+        };
+        if env.relay_workers == Some(0) {
+            return Err(ConfigError::new("RELAY_WORKERS", "must be greater than 0"));
+        }
+        let trusted_proxies = cidrs(
+            "RELAY_TRUSTED_PROXY_CIDRS",
+            env.relay_trusted_proxy_cidrs.as_deref(),
+        )?;
+        let access = AccessRules {
+            allowed: cidrs("RELAY_ALLOWED_CIDRS", env.relay_allowed_cidrs.as_deref())?,
+            client_ip_header: match env.relay_client_ip_header {
+                Some(h)
+                    if h.trim().is_empty()
+                        || actix_web::http::header::HeaderName::try_from(h.trim()).is_err() =>
+                {
+                    return Err(ConfigError::new(
+                        "RELAY_CLIENT_IP_HEADER",
+                        "is not a valid header name",
+                    ))
+                }
+                Some(h) => h.trim().to_string(),
+                None => "X-Forwarded-For".into(),
+            },
+            trusted_proxies,
+        };
+        let tls = match (env.relay_tls_cert_path, env.relay_tls_key_path) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some(TlsPaths {
+                cert: cert.into(),
+                key: key.into(),
+            }),
+            (Some(_), None) => {
+                return Err(ConfigError::new(
+                    "RELAY_TLS_KEY_PATH",
+                    "is required with RELAY_TLS_CERT_PATH",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::new(
+                    "RELAY_TLS_CERT_PATH",
+                    "is required with RELAY_TLS_KEY_PATH",
+                ))
+            }
+        };
         Ok(Config {
             sdk_app_id: app_id,
             callback_token: token,
@@ -185,6 +340,10 @@ impl Config {
             spool_dir: PathBuf::from(env.relay_spool_dir),
             spool_max_bytes: env.relay_spool_max_bytes,
             producer_properties,
+            limits,
+            workers: env.relay_workers,
+            access,
+            tls,
         })
     }
 
@@ -195,6 +354,21 @@ impl Config {
             property.replace('.', "_").to_ascii_uppercase()
         )
     }
+}
+
+/// Parses a comma-separated CIDR list; a bare address means just that address.
+fn cidrs(var: &str, value: Option<&str>) -> Result<Vec<IpNet>, ConfigError> {
+    value
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| ConfigError::new(var, format!("`{s}` is not a CIDR like 10.0.0.0/8")))
+        })
+        .collect()
 }
 
 /// Whether a producer property holds a secret that must never be printed.
@@ -224,7 +398,9 @@ impl fmt::Display for Config {
         write!(
             f,
             "sdk_app_id={} token={} sign_max_skew={}s listen={} path={} body_limit={}B ack_timeout={}ms \
-             bootstrap={} topic={} spool={} spool_max={}B",
+             bootstrap={} topic={} spool={} spool_max={}B header_timeout={}ms body_timeout={}ms keep_alive={}s \
+             max_connections={} max_pending_publishes={} max_custom_fields={} max_field_bytes={} allowed_cidrs={} \
+             trusted_proxies={} tls={}",
             self.sdk_app_id,
             if self.callback_token.is_some() {
                 "set (masked)"
@@ -240,6 +416,16 @@ impl fmt::Display for Config {
             self.topic,
             self.spool_dir.display(),
             self.spool_max_bytes,
+            self.limits.header_timeout.as_millis(),
+            self.limits.body_timeout.as_millis(),
+            self.limits.keep_alive.as_secs(),
+            self.limits.max_connections,
+            self.limits.max_pending_publishes,
+            self.limits.body.max_custom_fields,
+            self.limits.body.max_field_bytes,
+            list(&self.access.allowed),
+            list(&self.access.trusted_proxies),
+            if self.tls.is_some() { "on" } else { "off" },
         )?;
         for (k, v) in &self.producer_properties {
             let shown = if is_secret_property(k) { "***" } else { v.as_str() };
@@ -247,6 +433,13 @@ impl fmt::Display for Config {
         }
         Ok(())
     }
+}
+
+fn list(nets: &[IpNet]) -> String {
+    if nets.is_empty() {
+        return "any".into();
+    }
+    nets.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
 }
 
 /// Debug output is the masked Display form, so a stray `{:?}` cannot leak a secret.
@@ -296,6 +489,26 @@ mod tests {
         let err = Config::from_vars(vars(&[("TIM_SDK_APP_ID", "1"), ("RELAY_ACK_TIMEOUT_MS", "2500")]))
             .unwrap_err();
         assert_eq!(err.var, "RELAY_ACK_TIMEOUT_MS");
+    }
+
+    #[test]
+    fn cidr_lists_are_parsed_and_a_bad_one_names_its_variable() {
+        let c = Config::from_vars(vars(&[
+            ("TIM_SDK_APP_ID", "1"),
+            ("RELAY_ALLOWED_CIDRS", "10.0.0.0/8, 127.0.0.1"),
+        ]))
+        .unwrap();
+        assert_eq!(c.access.allowed.len(), 2);
+        assert_eq!(c.access.allowed[1].to_string(), "127.0.0.1/32");
+        let err = Config::from_vars(vars(&[
+            ("TIM_SDK_APP_ID", "1"),
+            ("RELAY_TRUSTED_PROXY_CIDRS", "10.0.0.0/33"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.var, "RELAY_TRUSTED_PROXY_CIDRS");
+        let err = Config::from_vars(vars(&[("TIM_SDK_APP_ID", "1"), ("RELAY_TLS_CERT_PATH", "c.pem")]))
+            .unwrap_err();
+        assert_eq!(err.var, "RELAY_TLS_KEY_PATH");
     }
 
     #[test]

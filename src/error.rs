@@ -13,6 +13,8 @@ use crate::spool::SpoolError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
+    #[error("caller address is not allowed")]
+    AddressNotAllowed,
     #[error(transparent)]
     Auth(#[from] AuthError),
     #[error("CallbackCommand must be {expected}")]
@@ -21,6 +23,10 @@ pub enum RelayError {
     BodyTooLarge { limit: usize },
     #[error("body could not be read: {0}")]
     BodyUnreadable(String),
+    #[error("body was not received in time")]
+    BodyTimeout,
+    #[error("too many callbacks are waiting on Kafka; try again")]
+    Busy,
     #[error(transparent)]
     Body(#[from] BodyError),
     #[error(transparent)]
@@ -34,6 +40,7 @@ impl From<DeliveryError> for RelayError {
         match e {
             DeliveryError::Kafka(e) => RelayError::Publish(e),
             DeliveryError::Spool(e) => RelayError::Spool(e),
+            DeliveryError::Busy => RelayError::Busy,
         }
     }
 }
@@ -64,6 +71,7 @@ impl RelayError {
     /// The `ErrorCode` in the FAIL answer: one per reason, documented in the README.
     pub fn code(&self) -> u32 {
         match self {
+            RelayError::AddressNotAllowed => 4033,
             RelayError::Auth(AuthError::MissingAppId) => 4031,
             RelayError::Auth(AuthError::WrongAppId) => 4032,
             RelayError::Auth(AuthError::MissingSign) => 4011,
@@ -73,6 +81,8 @@ impl RelayError {
             RelayError::WrongCommand { .. } => 4001,
             RelayError::BodyTooLarge { .. } => 4131,
             RelayError::BodyUnreadable(_) => 4002,
+            RelayError::BodyTimeout => 4081,
+            RelayError::Busy => 5036,
             RelayError::Body(BodyError::NotJson(_)) => 4003,
             RelayError::Body(BodyError::NotAnObject) => 4004,
             RelayError::Body(BodyError::MissingGroupId) => 4005,
@@ -80,6 +90,8 @@ impl RelayError {
             RelayError::Body(BodyError::NotAString(_)) => 4007,
             RelayError::Body(BodyError::BadEventTime) => 4008,
             RelayError::Body(BodyError::BadCustomList) => 4009,
+            RelayError::Body(BodyError::TooManyCustomFields(_)) => 4021,
+            RelayError::Body(BodyError::FieldTooLong(..)) => 4022,
             RelayError::Publish(PublishError::Timeout(_)) => 5031,
             RelayError::Publish(PublishError::QueueFull) => 5032,
             RelayError::Publish(PublishError::Rejected(_)) => 5033,
@@ -91,11 +103,14 @@ impl RelayError {
     /// The `outcome` label of `tim_relay_callbacks_total`.
     pub fn outcome(&self) -> &'static str {
         match self {
+            RelayError::AddressNotAllowed => "rejected_address",
             RelayError::Auth(AuthError::MissingAppId | AuthError::WrongAppId) => "rejected_app_id",
             RelayError::Auth(_) => "rejected_sign",
             RelayError::WrongCommand { .. } => "rejected_command",
             RelayError::BodyTooLarge { .. } => "rejected_too_large",
             RelayError::BodyUnreadable(_) | RelayError::Body(_) => "rejected_body",
+            RelayError::BodyTimeout => "rejected_slow_body",
+            RelayError::Busy => "busy",
             RelayError::Publish(PublishError::Timeout(_)) => "kafka_timeout",
             RelayError::Publish(_) => "kafka_error",
             RelayError::Spool(SpoolError::Full { .. }) => "spool_full",
@@ -107,7 +122,10 @@ impl RelayError {
 impl ResponseError for RelayError {
     fn status_code(&self) -> StatusCode {
         match self {
+            RelayError::AddressNotAllowed => StatusCode::FORBIDDEN,
             RelayError::Auth(AuthError::MissingAppId | AuthError::WrongAppId) => StatusCode::FORBIDDEN,
+            RelayError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            RelayError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             RelayError::Auth(_) => StatusCode::UNAUTHORIZED,
             RelayError::WrongCommand { .. } | RelayError::BodyUnreadable(_) | RelayError::Body(_) => {
                 StatusCode::BAD_REQUEST

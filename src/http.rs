@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use actix_web::dev::Server;
-use actix_web::http::{header, StatusCode};
+use actix_web::http::{header, KeepAlive, StatusCode};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 
 use crate::auth::Authenticator;
-use crate::callback::{CallbackQuery, GroupInfoChanged, COMMAND};
-use crate::config::{Config, ConfigError};
+use crate::callback::{BodyLimits, CallbackQuery, GroupInfoChanged, COMMAND};
+use crate::config::{AccessRules, Config, ConfigError};
 use crate::error::{fail_response, RelayError, OK_BODY};
 use crate::event::ChangeEvent;
 use crate::metrics::{InFlight, Metrics};
@@ -27,7 +27,10 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct AppState {
     pub auth: Authenticator,
     pub relay: Relay,
+    pub access: AccessRules,
     pub body_limit: usize,
+    pub body_timeout: Duration,
+    pub body_limits: BodyLimits,
     pub sdk_app_id: String,
 }
 
@@ -48,11 +51,7 @@ impl Application {
         let publisher = Arc::new(Publisher::new(&config, metrics.duplicates.clone())?);
         let spool = Spool::open(&config.spool_dir, config.spool_max_bytes)
             .map_err(|e| ConfigError::new("RELAY_SPOOL_DIR", e.to_string()))?;
-        let relay = Relay {
-            publisher,
-            spool,
-            metrics,
-        };
+        let relay = Relay::new(publisher, spool, metrics, config.limits.max_pending_publishes);
         let state = web::Data::new(AppState {
             auth: Authenticator::new(
                 config.sdk_app_id.clone(),
@@ -60,10 +59,17 @@ impl Application {
                 config.sign_max_skew,
             ),
             relay: relay.clone(),
+            access: config.access.clone(),
             body_limit: config.body_limit_bytes,
+            body_timeout: config.limits.body_timeout,
+            body_limits: config.limits.body,
             sdk_app_id: config.sdk_app_id.clone(),
         });
         let path = config.callback_path.clone();
+        let limits = &config.limits;
+        let workers = config
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -74,9 +80,22 @@ impl Application {
                 .route("/metrics", web::get().to(metrics_text))
                 .default_service(web::to(not_found))
         })
+        .workers(workers)
+        // actix counts connections per worker; the setting is for the whole relay.
+        .max_connections(limits.max_connections.div_ceil(workers).max(1))
+        .client_request_timeout(limits.header_timeout)
+        .client_disconnect_timeout(Duration::from_secs(1))
+        .keep_alive(if limits.keep_alive.is_zero() {
+            KeepAlive::Disabled
+        } else {
+            KeepAlive::Timeout(limits.keep_alive)
+        })
         // In-flight callbacks wait at most the ack timeout; this bound only guards against a stuck one.
-        .shutdown_timeout(5)
-        .listen(listener)
+        .shutdown_timeout(5);
+        let server = match &config.tls {
+            Some(paths) => server.listen_rustls_0_23(listener, crate::tls::server_config(paths)?),
+            None => server.listen(listener),
+        }
         .map_err(|e| ConfigError::new("RELAY_LISTEN", e.to_string()))?
         .run();
         Ok(Self { port, server, relay })
@@ -137,14 +156,22 @@ async fn handle_callback(
     state: &AppState,
 ) -> Result<(), RelayError> {
     let received_at = SystemTime::now();
+    let client = state
+        .access
+        .client_ip(req.peer_addr().map(|a| a.ip()), req.headers());
+    if !state.access.permits(client) {
+        return Err(RelayError::AddressNotAllowed);
+    }
     let query = CallbackQuery::parse(req.query_string());
     state.auth.check_app_id(&query)?;
     state.auth.check_sign(&query, received_at)?;
     if query.callback_command.as_deref() != Some(COMMAND) {
         return Err(RelayError::WrongCommand { expected: COMMAND });
     }
-    let body = read_body(req, payload, state.body_limit).await?;
-    let parsed = GroupInfoChanged::from_slice(&body)?;
+    let body = tokio::time::timeout(state.body_timeout, read_body(req, payload, state.body_limit))
+        .await
+        .map_err(|_| RelayError::BodyTimeout)??;
+    let parsed = GroupInfoChanged::from_slice_bounded(&body, &state.body_limits)?;
     if parsed.callback_command.as_deref().is_some_and(|c| c != COMMAND) {
         return Err(RelayError::WrongCommand { expected: COMMAND });
     }

@@ -1,5 +1,6 @@
 //! tim-relay: Tencent Cloud IM `Group.CallbackAfterGroupInfoChanged` callbacks to a Kafka topic.
 
+pub mod access;
 pub mod auth;
 pub mod callback;
 pub mod config;
@@ -11,3 +12,4 @@ pub mod publish;
 pub mod record;
 pub mod relay;
 pub mod spool;
+pub mod tls;

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 
 use crate::metrics::Metrics;
 use crate::publish::{PublishError, Publisher};
@@ -23,6 +23,8 @@ pub enum DeliveryError {
     Kafka(#[from] PublishError),
     #[error(transparent)]
     Spool(#[from] SpoolError),
+    #[error("too many callbacks are waiting on Kafka")]
+    Busy,
 }
 
 /// Where an accepted record went.
@@ -37,14 +39,27 @@ pub struct Relay {
     pub publisher: Arc<Publisher>,
     pub spool: Spool,
     pub metrics: Arc<Metrics>,
+    /// Bounds the callbacks waiting on Kafka's acknowledgement at once.
+    waiting: Arc<Semaphore>,
 }
 
 impl Relay {
+    pub fn new(publisher: Arc<Publisher>, spool: Spool, metrics: Arc<Metrics>, max_waiting: usize) -> Self {
+        Self {
+            publisher,
+            spool,
+            metrics,
+            waiting: Arc::new(Semaphore::new(max_waiting)),
+        }
+    }
+
     /// Delivers one record. Straight to Kafka while nothing is spooled and the broker is
     /// reachable; otherwise, or when Kafka does not acknowledge in time, into the spool, behind
     /// what is already there, so one group's records keep the order they were answered in.
     pub async fn deliver(&self, record: &Record) -> Result<Delivered, DeliveryError> {
         if self.spool.is_empty() && !self.publisher.watch().is_down() {
+            // A queue of waiters that grows without bound only makes every answer late.
+            let _permit = self.waiting.try_acquire().map_err(|_| DeliveryError::Busy)?;
             match self.publisher.publish(record).await {
                 Ok(took) => return Ok(Delivered::Acknowledged(took)),
                 Err(e) if e.is_retryable() => {

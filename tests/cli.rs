@@ -63,13 +63,15 @@ async fn sigterm_lets_the_relay_finish_and_exit_0_with_secrets_masked_in_its_log
         .port();
     let bootstrap = std::env::var("KAFKA_BOOTSTRAP_SERVERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
     let listen = format!("127.0.0.1:{port}");
+    let spool = tempfile::tempdir().unwrap();
     let child = relay(&[
         ("TIM_SDK_APP_ID", "1400000000"),
         ("TIM_CALLBACK_TOKEN", "very-secret-token"),
         ("KAFKA_PRODUCER_SASL_PASSWORD", "very-secret-password"),
         ("KAFKA_BOOTSTRAP_SERVERS", &bootstrap),
         ("RELAY_LISTEN", &listen),
-        ("RUST_LOG", "info"),
+        ("RUST_LOG", "debug"),
+        ("RELAY_SPOOL_DIR", spool.path().to_str().unwrap()),
     ])
     .stderr(Stdio::piped())
     .spawn()
@@ -84,6 +86,26 @@ async fn sigterm_lets_the_relay_finish_and_exit_0_with_secrets_masked_in_its_log
         }
         assert!(Instant::now() < deadline, "relay did not come up");
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A callback whose values try to forge a log line, one with a wrong Sign, one for another app.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    let sign = tim_relay::auth::sign_for("very-secret-token", &now);
+    let base = format!(
+        "http://{listen}/callback?SdkAppid=1400000000&CallbackCommand=Group.CallbackAfterGroupInfoChanged\
+         &ClientIP=1.2.3.4%0AFAKE%20client&OptPlatform=Web%0D%0AFAKE"
+    );
+    let forged = serde_json::json!({"GroupId": "g\nFAKE LINE\r\u{1b}[31m", "Operator_Account": "op\nFAKE"});
+    for (url, expect) in [
+        (format!("{base}&Sign={sign}&RequestTime={now}"), 200),
+        (format!("{base}&Sign={}&RequestTime={now}", "0".repeat(64)), 401),
+        (base.replace("1400000000", "1\nFAKE"), 403),
+    ] {
+        let response = client.post(url).body(forged.to_string()).send().await.unwrap();
+        assert_eq!(response.status(), expect);
     }
     let status = Command::new("kill")
         .args(["-TERM", &child.0.id().to_string()])
@@ -111,4 +133,11 @@ async fn sigterm_lets_the_relay_finish_and_exit_0_with_secrets_masked_in_its_log
     assert!(log.contains("token=set (masked)"), "{log}");
     assert!(log.contains("stopped"), "{log}");
     assert!(!log.contains("very-secret"), "a secret reached the log:\n{log}");
+    assert!(log.contains("callback refused"), "{log}");
+    for line in log.lines() {
+        assert!(
+            !line.starts_with("FAKE") && !line.contains('\u{1b}'),
+            "a request value broke a log line: {line:?}"
+        );
+    }
 }

@@ -9,7 +9,7 @@ use tim_relay::spool::Spool;
 use crate::helpers::{create_topic, launch, query, TestApp};
 
 /// A relay pointed at a port where no broker listens (a real refused connection).
-fn spawn_app_without_broker(extra: &[(&str, &str)]) -> TestApp {
+async fn spawn_app_without_broker(extra: &[(&str, &str)]) -> TestApp {
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -20,7 +20,7 @@ fn spawn_app_without_broker(extra: &[(&str, &str)]) -> TestApp {
         ("RELAY_ACK_TIMEOUT_MS", "400"),
     ];
     vars.extend_from_slice(extra);
-    launch("unreachable".into(), tempfile::tempdir().unwrap(), &vars)
+    launch("unreachable".into(), tempfile::tempdir().unwrap(), &vars).await
 }
 
 fn metric(text: &str, name: &str) -> f64 {
@@ -31,7 +31,7 @@ fn metric(text: &str, name: &str) -> f64 {
 
 #[tokio::test]
 async fn with_kafka_unreachable_callbacks_are_spooled_and_answered_ok_in_time() {
-    let app = spawn_app_without_broker(&[]);
+    let app = spawn_app_without_broker(&[]).await;
     for i in 0..5 {
         let started = Instant::now();
         let answer = app
@@ -53,7 +53,7 @@ async fn with_kafka_unreachable_callbacks_are_spooled_and_answered_ok_in_time() 
 
 #[tokio::test]
 async fn readyz_stays_200_and_says_kafka_is_unreachable_while_the_spool_has_room() {
-    let app = spawn_app_without_broker(&[]);
+    let app = spawn_app_without_broker(&[]).await;
     let (status, body) = app.get("/readyz").await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("Kafka unreachable"), "{body}");
@@ -65,7 +65,9 @@ async fn a_full_spool_answers_503_fail_and_keeps_what_it_has() {
     let app = spawn_app_without_broker(&[
         ("RELAY_SPOOL_MAX_BYTES", "1048576"),
         ("RELAY_BODY_LIMIT_BYTES", "2000000"),
-    ]);
+        ("RELAY_MAX_FIELD_BYTES", "1000000"),
+    ])
+    .await;
     let big = format!(r#"{{"GroupId":"g1","Name":"{}"}}"#, "x".repeat(700_000));
     assert_eq!(app.post(&query(), big.clone()).await.status, 200);
     let answer = app.post(&query(), big).await;
@@ -95,7 +97,7 @@ async fn events_left_in_the_spool_are_forwarded_first_and_in_order_on_start() {
             spool.append(&record).await.unwrap();
         }
     }
-    let app = launch(topic, dir, &[]);
+    let app = launch(topic, dir, &[]).await;
     let answer = app.post(&query(), r#"{"GroupId":"g1","Name":"new"}"#).await;
     assert_eq!(answer.status, 200, "{:?}", answer.body);
     let names: Vec<String> = app

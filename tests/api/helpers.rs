@@ -79,11 +79,12 @@ pub async fn spawn_app(name: &str) -> TestApp {
 /// Starts the relay with the test's own topic; `extra` adds or overrides environment variables.
 pub async fn spawn_app_with(name: &str, extra: &[(&str, &str)]) -> TestApp {
     let topic = create_topic(name).await;
-    launch(topic, tempfile::tempdir().expect("spool dir"), extra)
+    launch(topic, tempfile::tempdir().expect("spool dir"), extra).await
 }
 
 /// Starts the relay on `topic` with the given spool directory.
-pub fn launch(topic: String, spool: tempfile::TempDir, extra: &[(&str, &str)]) -> TestApp {
+/// Returns once the relay answers `/healthz`, so a test may block its thread right after.
+pub async fn launch(topic: String, spool: tempfile::TempDir, extra: &[(&str, &str)]) -> TestApp {
     let mut vars: HashMap<String, String> = [
         ("TIM_SDK_APP_ID", APP_ID.to_string()),
         ("RELAY_LISTEN", "127.0.0.1:0".to_string()),
@@ -101,12 +102,32 @@ pub fn launch(topic: String, spool: tempfile::TempDir, extra: &[(&str, &str)]) -
     let app = Application::build(config).expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
-    TestApp {
+    let app = TestApp {
         address,
         topic,
         client: reqwest::Client::new(),
         _spool: spool,
+    };
+    let tls = extra.iter().any(|(k, _)| *k == "RELAY_TLS_CERT_PATH");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // Over TLS a plain request cannot succeed; giving the spawned server a moment is enough there.
+    while !tls
+        && app
+            .client
+            .get(format!("{}/healthz", app.address))
+            .send()
+            .await
+            .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "relay did not come up at {}",
+            app.address
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    tokio::time::sleep(Duration::from_millis(if tls { 200 } else { 0 })).await;
+    app
 }
 
 /// Tencent's query string for this app, without Sign.

@@ -1,5 +1,6 @@
 //! End-to-end tests against a real Kafka broker: HTTP in, records out.
 
+mod bounds;
 mod failures;
 mod health;
 mod helpers;

@@ -23,7 +23,12 @@ fn now() -> u64 {
 async fn every_refusal_answers_fail_with_its_code_and_publishes_nothing() {
     let app = spawn_app_with(
         "refusals",
-        &[("TIM_CALLBACK_TOKEN", TOKEN), ("RELAY_BODY_LIMIT_BYTES", "1024")],
+        &[
+            ("TIM_CALLBACK_TOKEN", TOKEN),
+            ("RELAY_BODY_LIMIT_BYTES", "1024"),
+            ("RELAY_MAX_CUSTOM_FIELDS", "3"),
+            ("RELAY_MAX_FIELD_BYTES", "100"),
+        ],
     )
     .await;
     let good = signed(&query(), now());
@@ -40,6 +45,11 @@ async fn every_refusal_answers_fail_with_its_code_and_publishes_nothing() {
     let stale = signed(&query(), now() - 3600);
     let unsigned = query();
     let bad_time = format!("{}&Sign=00&RequestTime=yesterday", query());
+    let too_many = format!(
+        r#"{{"GroupId":"g1","UserDefinedDataList":[{}{{"Key":"k","Value":"v"}}]}}"#,
+        r#"{"Key":"k","Value":"v"},"#.repeat(3)
+    );
+    let long_name = format!(r#"{{"GroupId":"g1","Name":"{}"}}"#, "名".repeat(50));
     let no_command = good.replace(&format!("CallbackCommand={COMMAND}&"), "");
     let other_command = good.replace(COMMAND, "Group.CallbackAfterCreateGroup");
     let cases: Vec<(&str, &str, String, u16, u32)> = vec![
@@ -104,6 +114,8 @@ async fn every_refusal_answers_fail_with_its_code_and_publishes_nothing() {
             400,
             4009,
         ),
+        ("UserDefinedDataList too long", &good, too_many, 400, 4021),
+        ("Name longer than the field bound", &good, long_name, 400, 4022),
     ];
     for (what, query, body, status, code) in cases {
         let answer = app.post(query, body).await;
@@ -132,7 +144,7 @@ async fn every_refusal_answers_fail_with_its_code_and_publishes_nothing() {
         r#"tim_relay_callbacks_total{outcome="rejected_sign"} 4"#,
         r#"tim_relay_callbacks_total{outcome="rejected_command"} 3"#,
         r#"tim_relay_callbacks_total{outcome="rejected_too_large"} 1"#,
-        r#"tim_relay_callbacks_total{outcome="rejected_body"} 9"#,
+        r#"tim_relay_callbacks_total{outcome="rejected_body"} 11"#,
     ] {
         assert!(metrics.contains(line), "missing {line} in\n{metrics}");
     }
