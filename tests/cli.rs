@@ -64,6 +64,7 @@ async fn sigterm_lets_the_relay_finish_and_exit_0_with_secrets_masked_in_its_log
     let bootstrap = std::env::var("KAFKA_BOOTSTRAP_SERVERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
     let listen = format!("127.0.0.1:{port}");
     let spool = tempfile::tempdir().unwrap();
+    let topic = format!("__tim_relay_cli_{}", uuid::Uuid::new_v4().simple());
     let child = relay(&[
         ("TIM_SDK_APP_ID", "1400000000"),
         ("TIM_CALLBACK_TOKEN", "very-secret-token"),
@@ -72,6 +73,7 @@ async fn sigterm_lets_the_relay_finish_and_exit_0_with_secrets_masked_in_its_log
         ("RELAY_LISTEN", &listen),
         ("RUST_LOG", "debug"),
         ("RELAY_SPOOL_DIR", spool.path().to_str().unwrap()),
+        ("KAFKA_TOPIC", &topic),
     ])
     .stderr(Stdio::piped())
     .spawn()
