@@ -1,0 +1,644 @@
+#!/usr/bin/env python3
+"""Benchmark driver for scripts/bench.sh (issue 5): the relay against its two ceilings.
+
+Expects what scripts/bench.sh prepares: `wrk` on PATH, release builds of the relay and of
+examples/ok_server, and a Kafka broker on 127.0.0.1:9092. Then, on 127.0.0.1 only:
+
+  1. relay:    target/release/tim-relay (Sign checking on, a fresh 3-partition topic, a temp
+               spool), a warm-up, then each concurrency level with wrk + bench/callback.lua;
+  2. record size: the mean size of the change events the relay produced (consumed back);
+  3. producer ceiling: Kafka's ProducerPerformance with that record size, acks=all, idempotent;
+  4. HTTP ceiling: examples/ok_server (same listener, same worker count) under the same wrk levels;
+  5. results/bench.md (also printed), results/bench.json, results/bench.png.
+
+Why wrk: its Lua hooks build a different request per call, so the GroupId (and with it the
+Kafka key and partition) varies over 10,000 groups and every body is realistic; oha and ab
+repeat one fixed body. wrk (not wrk2) runs a closed loop: N connections, each sending its
+next request as soon as the previous answer arrives.
+
+Knobs (environment): BENCH_SECONDS (10) per level, BENCH_WARMUP_SECONDS (3),
+BENCH_LEVELS (1,16,64,256), BENCH_PORT (a free port), BENCH_PERF_RECORDS (300000),
+BENCH_KEEP_TOPICS (0: the bench topics are deleted at the end).
+Only the standard library is needed; matplotlib, when importable, draws the plot.
+"""
+
+import datetime
+import hashlib
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "results"
+LUA = REPO / "bench" / "callback.lua"
+KAFKA_SH = ["bash", str(REPO / "scripts" / "kafka.sh")]
+BOOTSTRAP = f"127.0.0.1:{os.environ.get('KAFKA_PORT', '9092')}"  # the broker scripts/kafka.sh runs
+
+APP_ID = "1400000000"
+TOKEN = "bench-token"
+GROUPS = 10_000
+CALLBACK_PATH = "/callback"
+
+SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
+WARMUP_SECONDS = int(os.environ.get("BENCH_WARMUP_SECONDS", "3"))
+LEVELS = [int(c) for c in os.environ.get("BENCH_LEVELS", "1,16,64,256").split(",")]
+PERF_RECORDS = int(os.environ.get("BENCH_PERF_RECORDS", "300000"))
+KEEP_TOPICS = os.environ.get("BENCH_KEEP_TOPICS", "0") == "1"
+WRK_TIMEOUT = "10s"  # long enough that slow answers are measured, not dropped as timeouts
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+KAFKA_PID_FILE = Path(os.environ.get("KAFKA_DATA_DIR") or REPO / "target" / "kafka-data") / "kafka.pid"
+
+# Never through a proxy: every request of this driver goes to 127.0.0.1.
+HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def log(msg):
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+class Stop(Exception):
+    """SIGTERM (scripts/bench.sh forwards Ctrl-C as SIGTERM): unwind and clean up."""
+
+
+def on_signal(signum, _frame):
+    # Ctrl-C reaches both this process and scripts/bench.sh, which then sends SIGTERM too:
+    # unwind once, and let the clean-up (bounded by its own timeouts) finish.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Stop(f"signal {signum}")
+
+
+# ---- processes -------------------------------------------------------------------------
+
+CHILDREN = []  # every process we started and have not stopped yet
+
+
+def spawn(cmd, **kw):
+    proc = subprocess.Popen(cmd, **kw)
+    CHILDREN.append(proc)
+    return proc
+
+
+def stop(proc, timeout=15):
+    """SIGTERM, then SIGKILL after `timeout` seconds; returns the exit code."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log(f"pid {proc.pid} ignored SIGTERM for {timeout}s; SIGKILL")
+            proc.kill()
+            proc.wait()
+    if proc in CHILDREN:
+        CHILDREN.remove(proc)
+    return proc.returncode
+
+
+def stop_all():
+    for proc in list(CHILDREN):
+        stop(proc, timeout=10)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(port, path, timeout=5):
+    with HTTP.open(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:
+        return r.status, r.read().decode("utf-8", "replace")
+
+
+def wait_http(proc, port, path, what, limit=90):
+    """Until GET path answers 200 (the relay's /readyz needs the broker's metadata answer)."""
+    deadline = time.monotonic() + limit
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {proc.returncode} during start-up")
+        try:
+            status, text = http_get(port, path, timeout=3)
+            if status == 200:
+                return
+            last = f"{status} {text.strip()}"
+        except urllib.error.HTTPError as e:
+            last = f"{e.code} {e.read().decode('utf-8', 'replace').strip()}"
+        except OSError as e:
+            last = str(e)
+        time.sleep(0.2)
+    raise RuntimeError(f"{what} not ready on port {port} after {limit}s: {last}")
+
+
+def kafka_tool(*args, timeout=180):
+    """Runs a scripts/kafka.sh subcommand; returns stdout (stderr passes through)."""
+    proc = spawn(KAFKA_SH + list(args), stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    finally:
+        stop(proc)
+    if proc.returncode != 0:
+        raise RuntimeError(f"kafka.sh {' '.join(args)} failed with code {proc.returncode}")
+    return out
+
+
+# ---- /proc sampling ------------------------------------------------------------------------
+
+
+def proc_status_kib(pid, field):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def cpu_seconds(pid):
+    """utime + stime of the whole process (all threads), in seconds; None if it is gone."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    # After "pid (comm)": fields[0] is state (field 3), so utime (14) and stime (15) are 11 and 12.
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+class RssSampler(threading.Thread):
+    """Max VmRSS of `pid`, sampled every 100 ms until stopped."""
+
+    def __init__(self, pid):
+        super().__init__(daemon=True)
+        self.pid, self.max_kib, self._done = pid, 0, threading.Event()
+
+    def run(self):
+        while not self._done.is_set():
+            try:
+                self.max_kib = max(self.max_kib, proc_status_kib(self.pid, "VmRSS"))
+            except OSError:
+                return
+            self._done.wait(0.1)
+
+    def finish(self):
+        self._done.set()
+        self.join()
+        return self.max_kib
+
+
+# ---- relay metrics ----------------------------------------------------------------------------
+
+METRIC_LINE = re.compile(r'^(tim_relay_[a-z_]+)(?:\{outcome="([a-z_]+)"\})? ([0-9.e+-]+)$')
+
+
+def relay_counters(port):
+    """Callback outcomes and spool counters from /metrics (empty for the ok_server)."""
+    try:
+        _, text = http_get(port, "/metrics")
+    except (OSError, urllib.error.HTTPError):
+        return {}
+    counters = {}
+    for line in text.splitlines():
+        m = METRIC_LINE.match(line)
+        if not m:
+            continue
+        name, outcome, value = m.groups()
+        if name == "tim_relay_callbacks_total" and outcome:
+            counters[outcome] = float(value)
+        elif name in ("tim_relay_spooled_total", "tim_relay_duplicates_total", "tim_relay_spool_events"):
+            counters[name.removeprefix("tim_relay_")] = float(value)
+    return counters
+
+
+def broker_pid():
+    """The broker scripts/kafka.sh runs (it shares the 2 cores with the relay and wrk)."""
+    try:
+        return int(KAFKA_PID_FILE.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def children_cpu():
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def counter_delta(before, after):
+    delta = {}
+    for key, value in after.items():
+        d = value - before.get(key, 0) if key != "spool_events" else value
+        if d:
+            delta[key] = int(d)
+    return delta
+
+
+# ---- load ----------------------------------------------------------------------------------------
+
+
+def sign_env():
+    """A fresh RequestTime and its Sign: the relay refuses a RequestTime more than 60 s off."""
+    t = str(int(time.time()))
+    return {
+        "BENCH_REQUEST_TIME": t,
+        "BENCH_SIGN": hashlib.sha256((TOKEN + t).encode()).hexdigest(),
+        "BENCH_APP_ID": APP_ID,
+        "BENCH_PATH": CALLBACK_PATH,
+        "BENCH_GROUPS": str(GROUPS),
+    }
+
+
+def run_wrk(port, connections, seconds, server_pid):
+    """One wrk run; returns the figures of that level, measured on `server_pid`."""
+    threads = min(connections, 2)
+    cmd = ["wrk", "-c", str(connections), "-t", str(threads), "-d", f"{seconds}s",
+           "--timeout", WRK_TIMEOUT, "-s", str(LUA), f"http://127.0.0.1:{port}{CALLBACK_PATH}"]
+    env = {**os.environ, **sign_env()}
+    before = relay_counters(port)
+    cpu0 = cpu_seconds(server_pid)
+    kafka_pid = broker_pid()
+    kafka_cpu0 = cpu_seconds(kafka_pid)
+    wrk_cpu0 = children_cpu()  # only wrk is reaped in between, so the delta is wrk's own CPU
+    sampler = RssSampler(server_pid)
+    sampler.start()
+    wall0 = time.monotonic()
+    proc = spawn(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=seconds + 60)
+    finally:
+        stop(proc)
+        rss_max = sampler.finish()
+    wall = time.monotonic() - wall0
+    cpu = cpu_seconds(server_pid) - cpu0
+    wrk_cpu = children_cpu() - wrk_cpu0
+    kafka_cpu1 = cpu_seconds(kafka_pid)
+    kafka_cpu = kafka_cpu1 - kafka_cpu0 if kafka_cpu0 is not None and kafka_cpu1 is not None else None
+    vmhwm = proc_status_kib(server_pid, "VmHWM")
+    line = next((l for l in out.splitlines() if l.startswith("BENCH_RESULT ")), None)
+    if proc.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed (code {proc.returncode}):\n{out}\n{err}")
+    w = json.loads(line.removeprefix("BENCH_RESULT "))
+    socket_errors = w["connect_errors"] + w["read_errors"] + w["write_errors"] + w["timeouts"]
+    return {
+        "connections": connections,
+        "threads": threads,
+        "seconds": w["duration_us"] / 1e6,
+        "requests": w["requests"],
+        "rps": w["requests"] / (w["duration_us"] / 1e6),
+        "p50_ms": w["p50_us"] / 1000,
+        "p90_ms": w["p90_us"] / 1000,
+        "p99_ms": w["p99_us"] / 1000,
+        "p999_ms": w["p999_us"] / 1000,
+        "max_ms": w["max_us"] / 1000,
+        "mean_ms": w["mean_us"] / 1000,
+        # response() counts every non-200 (or not-OK) answer, which includes wrk's own
+        # "Non-2xx or 3xx responses" (non2xx3xx, kept for cross-checking).
+        "errors": max(w["non200"], w["non2xx3xx"]) + socket_errors,
+        "non200": w["non200"],
+        "non2xx3xx": w["non2xx3xx"],
+        "socket_errors": {k: w[k] for k in ("connect_errors", "read_errors", "write_errors", "timeouts")},
+        "sample_error": {"status": w["sample_status"], "body": w["sample_body"]} if w["non200"] else None,
+        "rss_max_mib": rss_max / 1024,
+        "vmhwm_mib": vmhwm / 1024,
+        "cpu_s": cpu,
+        "cpu_cores": cpu / wall,
+        "wrk_cpu_s": wrk_cpu,
+        "kafka_cpu_s": kafka_cpu,
+        "relay_counters": counter_delta(before, relay_counters(port)),
+        "body_bytes": {"min": w["body_min"], "max": w["body_max"], "mean": w["body_mean"]},
+        "wrk_stderr": err.strip(),
+    }
+
+
+def preflight(name, port):
+    """One callback by hand before any load: a bad Sign or a refused body shows here, with its answer."""
+    env = sign_env()
+    query = (f"SdkAppid={APP_ID}&CallbackCommand=Group.CallbackAfterGroupInfoChanged&contenttype=json"
+             f"&ClientIP=127.0.0.1&OptPlatform=RESTAPI&Sign={env['BENCH_SIGN']}&RequestTime={env['BENCH_REQUEST_TIME']}")
+    body = json.dumps({"CallbackCommand": "Group.CallbackAfterGroupInfoChanged", "GroupId": "@TGS#bench0",
+                       "Type": "Public", "Operator_Account": "bench", "Name": "预检 ✅"}, ensure_ascii=False)
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{CALLBACK_PATH}?{query}", data=body.encode(),
+                                 headers={"Content-Type": "application/json"}, method="POST")
+    try:
+        with HTTP.open(req, timeout=10) as r:
+            status, text = r.status, r.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as e:
+        status, text = e.code, e.read().decode("utf-8", "replace")
+    if status != 200 or '"ActionStatus":"OK"' not in text:
+        raise RuntimeError(f"{name} refused a well-formed signed callback: {status} {text}")
+
+
+def run_levels(name, proc, port):
+    preflight(name, port)
+    log(f"{name}: warm-up {WARMUP_SECONDS}s at 16 connections")
+    warm = run_wrk(port, 16, WARMUP_SECONDS, proc.pid)
+    report_errors(name, "warm-up", warm)
+    rows = []
+    for c in LEVELS:
+        log(f"{name}: {c} connections for {SECONDS}s")
+        row = run_wrk(port, c, SECONDS, proc.pid)
+        report_errors(name, f"{c} connections", row)
+        log(f"{name}: {c} conns: {row['rps']:.0f} req/s, p50 {row['p50_ms']:.2f} ms, "
+            f"p99 {row['p99_ms']:.2f} ms, errors {row['errors']}, "
+            f"RSS {row['rss_max_mib']:.1f} MiB, CPU {row['cpu_s']:.1f} s")
+        rows.append(row)
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with code {proc.returncode} during the run")
+    return warm, rows
+
+
+def report_errors(name, what, row):
+    if not row["errors"]:
+        return
+    log(f"{name} {what}: {row['errors']} errors: non-200 {row['non200']}, socket {row['socket_errors']}")
+    if row["sample_error"]:
+        log(f"  sample answer: {row['sample_error']['status']} {row['sample_error']['body']}")
+    if row["relay_counters"]:
+        log(f"  relay outcomes in this level: {row['relay_counters']}")
+    if row["wrk_stderr"]:
+        log(f"  wrk: {row['wrk_stderr'][:500]}")
+    server_log = RESULTS / ("relay.log" if name == "relay" else "ok_server.log")
+    tail = server_log.read_text(errors="replace").splitlines()[-5:]
+    if tail:
+        log(f"  last lines of {server_log.relative_to(REPO)}:\n    " + "\n    ".join(tail))
+
+
+# ---- the three measurements -------------------------------------------------------------------------
+
+
+def bench_relay(topic, port, spool_dir):
+    env = {
+        **os.environ,
+        "TIM_SDK_APP_ID": APP_ID,
+        "TIM_CALLBACK_TOKEN": TOKEN,
+        "RELAY_LISTEN": f"127.0.0.1:{port}",
+        "KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP,
+        "KAFKA_TOPIC": topic,
+        "RELAY_SPOOL_DIR": spool_dir,
+        "RUST_LOG": "warn",
+    }
+    log_path = RESULTS / "relay.log"
+    with open(log_path, "wb") as relay_log:
+        proc = spawn([str(REPO / "target/release/tim-relay")], env=env, stdin=subprocess.DEVNULL,
+                     stdout=relay_log, stderr=subprocess.STDOUT)
+    try:
+        wait_http(proc, port, "/readyz", "the relay")
+        warm, rows = run_levels("relay", proc, port)
+        final = relay_counters(port)
+    finally:
+        code = stop(proc)
+    if code != 0:
+        log(f"relay exited with code {code}; see {log_path}")
+    return warm, rows, final
+
+
+def bench_ok_server(port):
+    env = {**os.environ, "RELAY_LISTEN": f"127.0.0.1:{port}"}
+    with open(RESULTS / "ok_server.log", "wb") as server_log:
+        proc = spawn([str(REPO / "target/release/examples/ok_server")], env=env, stdin=subprocess.DEVNULL,
+                     stdout=server_log, stderr=subprocess.STDOUT)
+    try:
+        wait_http(proc, port, "/healthz", "ok_server")
+        return run_levels("http-ceiling", proc, port)[1]
+    finally:
+        stop(proc)
+
+
+def event_size(topic, fallback):
+    """Mean size in bytes of the change-event JSON the relay wrote (the Kafka record value)."""
+    out = kafka_tool("console-consumer", "--topic", topic, "--from-beginning",
+                     "--max-messages", "1000", "--timeout-ms", "30000")
+    values = [v for v in out.split(b"\n") if v.strip()]
+    if not values:
+        log(f"could not read events back from {topic}; using the body size {fallback} B instead")
+        return fallback, 0
+    return round(sum(map(len, values)) / len(values)), len(values)
+
+
+PERF_SUMMARY = re.compile(
+    r"(\d+) records sent, ([\d.]+) records/sec \(([\d.]+) MB/sec\), ([\d.]+) ms avg latency, "
+    r"([\d.]+) ms max latency, (\d+) ms 50th, (\d+) ms 95th, (\d+) ms 99th, (\d+) ms 99\.9th")
+
+
+def producer_ceiling(topic, record_size):
+    cmd = ["perf-producer", "--topic", topic, "--num-records", str(PERF_RECORDS),
+           "--record-size", str(record_size), "--throughput", "-1",
+           # Keyed like the relay's records (by GroupId), over the same number of groups.
+           "--key-distribution", "random", "--record-key-range", str(GROUPS),
+           "--command-property", f"bootstrap.servers={BOOTSTRAP}", "acks=all", "enable.idempotence=true"]
+    out = kafka_tool(*cmd, timeout=600).decode()
+    summaries = [m for m in map(PERF_SUMMARY.search, out.splitlines()) if m]
+    if not summaries:
+        raise RuntimeError(f"no summary line in the producer tool's output:\n{out}")
+    m = summaries[-1]
+    return {
+        "records": int(m[1]), "record_size": record_size, "rps": float(m[2]), "mb_per_s": float(m[3]),
+        "avg_ms": float(m[4]), "max_ms": float(m[5]), "p50_ms": int(m[6]), "p95_ms": int(m[7]),
+        "p99_ms": int(m[8]), "p999_ms": int(m[9]), "summary_line": m[0],
+    }
+
+
+# ---- report ---------------------------------------------------------------------------------------
+
+
+def machine():
+    def first(path, key):
+        with open(path) as f:
+            for line in f:
+                if line.startswith(key):
+                    return line.split(":", 1)[1].strip()
+        return "?"
+
+    def git(*args):
+        r = subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True)
+        return r.stdout.strip() if r.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short=12", "HEAD") or "unknown"
+    if git("status", "--porcelain", "--untracked-files=no"):
+        commit += " (with uncommitted changes)"
+    mem_kib = int(first("/proc/meminfo", "MemTotal").split()[0])
+    wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0]
+    return {
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu": first("/proc/cpuinfo", "model name"),
+        "memory_gib": round(mem_kib / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "commit": commit,
+        "loadavg_at_start": open("/proc/loadavg").read().split()[:3],
+        "wrk": wrk_version.split(" Copyright")[0].strip(),
+        "kafka": os.environ.get("KAFKA_VERSION", "4.4.0"),
+        "workers": int(os.environ.get("RELAY_WORKERS") or len(os.sched_getaffinity(0))),
+    }
+
+
+def fmt(x):
+    return "n/a" if x is None else f"{x:.2f}"
+
+
+def markdown(r):
+    m, p, settings = r["machine"], r["producer_ceiling"], r["settings"]
+    lines = [
+        "# tim-relay benchmark",
+        "",
+        f"- machine: {m['nproc']} CPUs, {m['cpu']}, {m['memory_gib']} GiB RAM, Linux {m['kernel']}",
+        f"- date: {m['date']}; commit {m['commit']}; load average at start {' '.join(m['loadavg_at_start'])}",
+        f"- load: {m['wrk']}, `wrk -c N -t min(N,2) -d {settings['seconds']}s` + bench/callback.lua, keep-alive, "
+        f"{GROUPS} GroupIds, bodies {r['body_bytes']['min']}-{r['body_bytes']['max']} B "
+        f"(mean {r['body_bytes']['mean']} B), Sign checked; warm-up {settings['warmup_seconds']}s",
+        f"- relay: target/release/tim-relay, {m['workers']} HTTP workers, topic with 3 partitions, acks=all, "
+        f"RUST_LOG=warn; HTTP ceiling: examples/ok_server ({m['workers']} workers, same listener, "
+        "reads the body and answers the fixed OK body)",
+        "- everything (wrk, servers, Kafka broker) shares this machine; errors = non-200 answers + socket "
+        "errors; RSS max = highest VmRSS sampled every 100 ms during the level; CPU s = the server's "
+        "utime+stime during the level (CPU cores = that over the wall time); wrk and Kafka CPU s likewise",
+        "",
+        "| server | conns | req/s | p50 ms | p99 ms | p99.9 ms | errors | RSS max MiB | VmHWM MiB "
+        "| CPU s | CPU cores | wrk CPU s | Kafka CPU s | relay / HTTP | relay / producer |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for relay, http in zip(r["relay"], r["http_ceiling"]):
+        for name, row in (("relay", relay), ("HTTP ceiling", http)):
+            ratio_http = ratio_prod = ""
+            if name == "relay":
+                ratio_http = f"{row['rps'] / http['rps']:.1%}" if http["rps"] else "n/a"
+                ratio_prod = f"{row['rps'] / p['rps']:.1%}" if p and p["rps"] else "n/a"
+            lines.append(
+                f"| {name} | {row['connections']} | {row['rps']:,.0f} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} "
+                f"| {row['p999_ms']:.2f} | {row['errors']} | {row['rss_max_mib']:.1f} | {row['vmhwm_mib']:.1f} "
+                f"| {row['cpu_s']:.2f} | {row['cpu_cores']:.2f} | {row['wrk_cpu_s']:.2f} "
+                f"| {fmt(row['kafka_cpu_s'])} | {ratio_http} | {ratio_prod} |")
+    lines += ["", "Producer ceiling (Kafka ProducerPerformance, acks=all, idempotent, keyed over "
+              f"{GROUPS} keys, same 3-partition topic layout):", ""]
+    if p:
+        lines += [
+            "| records | record size B | records/s | MB/s | avg ms | p50 ms | p95 ms | p99 ms | p99.9 ms | max ms |",
+            "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+            f"| {p['records']:,} | {p['record_size']} | {p['rps']:,.0f} | {p['mb_per_s']:.2f} | {p['avg_ms']:.1f} "
+            f"| {p['p50_ms']} | {p['p95_ms']} | {p['p99_ms']} | {p['p999_ms']} | {p['max_ms']:.0f} |",
+            "",
+            f"Record size = mean change-event JSON (record value) over {r['event_size_sample']} events "
+            "the relay produced in this run; the relay's records also carry the GroupId key and "
+            "CloudEvents headers. The tool sends as fast as it can (`--throughput -1`), so its latencies "
+            "are mostly time queued in its own buffer: compare its records/s, not its latency.",
+        ]
+    else:
+        lines.append("(not measured)")
+    outcomes = dict(r.get("relay_outcomes_total") or {})
+    if outcomes:
+        left = outcomes.pop("spool_events", 0)
+        lines += ["", "Relay counters over the whole run, warm-up included (/metrics): "
+                  + ", ".join(f"{k}={v:.0f}" for k, v in sorted(outcomes.items()))
+                  + f"; events left in the spool at the end: {left:.0f}"]
+    return "\n".join(lines) + "\n"
+
+
+def plot(r, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("matplotlib not importable: no plot")
+        return False
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    for name, rows, style in (("relay", r["relay"], "o-"), ("HTTP ceiling", r["http_ceiling"], "s--")):
+        x = [row["connections"] for row in rows]
+        ax1.plot(x, [row["rps"] for row in rows], style, label=name)
+        ax2.plot(x, [row["p99_ms"] for row in rows], style, label=name)
+    if r["producer_ceiling"]:
+        ax1.axhline(r["producer_ceiling"]["rps"], color="gray", linestyle=":", label="producer ceiling")
+    for ax, title, ylabel in ((ax1, "Throughput", "requests/s"), (ax2, "p99 latency", "ms")):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(LEVELS, [str(c) for c in LEVELS])
+        ax.set_xlabel("concurrent connections")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    ax1.set_ylim(bottom=0)
+    ax2.set_ylim(bottom=0)
+    m = r["machine"]
+    fig.suptitle(f"tim-relay, {m['nproc']} CPUs, {m['date']}, commit {m['commit'].split()[0]}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def main():
+    if not 1 <= SECONDS <= 50:
+        # Every request of a wrk run carries the RequestTime (and Sign) computed when it started.
+        raise RuntimeError("BENCH_SECONDS must be 1-50: the relay refuses a RequestTime more than 60 s old")
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    RESULTS.mkdir(exist_ok=True)
+    run_id = time.strftime("%Y%m%d-%H%M%S")
+    relay_topic, perf_topic = f"tim-relay-bench-{run_id}-relay", f"tim-relay-bench-{run_id}-perf"
+    port = int(os.environ.get("BENCH_PORT") or free_port())
+    spool_dir = tempfile.mkdtemp(prefix="tim-relay-bench-spool-")
+    started = time.monotonic()
+    report = {"machine": machine(), "settings": {
+        "seconds": SECONDS, "warmup_seconds": WARMUP_SECONDS, "levels": LEVELS, "groups": GROUPS,
+        "port": port, "relay_topic": relay_topic, "perf_topic": perf_topic, "perf_records": PERF_RECORDS}}
+    created = []
+    try:
+        log(f"topics {relay_topic} and {perf_topic} (3 partitions); port {port}")
+        for topic in (relay_topic, perf_topic):
+            kafka_tool("topics", "--create", "--topic", topic, "--partitions", "3", "--replication-factor", "1")
+            created.append(topic)
+
+        report["relay_warmup"], report["relay"], report["relay_outcomes_total"] = bench_relay(
+            relay_topic, port, spool_dir)
+        report["body_bytes"] = report["relay_warmup"]["body_bytes"]
+        report["event_bytes"], report["event_size_sample"] = event_size(
+            relay_topic, report["body_bytes"]["mean"] or 600)
+        log(f"mean change event: {report['event_bytes']} B over {report['event_size_sample']} records")
+
+        log(f"producer ceiling: {PERF_RECORDS} records of {report['event_bytes']} B")
+        report["producer_ceiling"] = producer_ceiling(perf_topic, report["event_bytes"])
+        log(f"producer ceiling: {report['producer_ceiling']['summary_line']}")
+
+        report["http_ceiling"] = bench_ok_server(port)
+    finally:
+        stop_all()
+        shutil.rmtree(spool_dir, ignore_errors=True)
+        if created and not KEEP_TOPICS:
+            try:
+                # --delete takes a regular expression: one JVM for both topics.
+                kafka_tool("topics", "--delete", "--topic", f"tim-relay-bench-{run_id}-.*", timeout=120)
+            except (RuntimeError, subprocess.TimeoutExpired, Stop) as e:
+                log(f"could not delete the bench topics {created}: {e}")
+
+    report["elapsed_s"] = round(time.monotonic() - started, 1)
+    (RESULTS / "bench.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    text = markdown(report)
+    (RESULTS / "bench.md").write_text(text)
+    has_plot = plot(report, RESULTS / "bench.png")
+    print(text)
+    log(f"wrote results/bench.md, results/bench.json{', results/bench.png' if has_plot else ''} "
+        f"in {report['elapsed_s']} s")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except Stop as e:
+        log(f"stopped by {e}; cleaned up")
+        sys.exit(130)
+    except RuntimeError as e:
+        log(f"error: {e}")
+        sys.exit(1)

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Benchmark: the relay's throughput, latency, memory and CPU at 1, 16, 64 and 256 concurrent
+# keep-alive connections, next to two ceilings measured in the same run: a trivial actix-web
+# server answering the same POST (examples/ok_server.rs) and Kafka's own producer
+# performance tool at the relay's record size.
+#
+#   bash scripts/bench.sh
+#
+# Writes results/bench.md (also printed), results/bench.json and results/bench.png.
+# Knobs: BENCH_SECONDS (10 per level), BENCH_WARMUP_SECONDS (3), BENCH_LEVELS (1,16,64,256),
+# BENCH_PORT (a free port), BENCH_PERF_RECORDS (300000), BENCH_KEEP_TOPICS (0).
+#
+# Installs what is missing: Debian's wrk, and matplotlib in a venv cached under
+# ~/.cache/tim-relay/bench-venv (without it there is no plot). The load generator is wrk
+# because its Lua hooks can send a different body per request (GroupId over 10,000 groups,
+# so Kafka keys and partitions vary as in production); oha cannot vary the body.
+# Starts the local Kafka broker if it is not running, and stops it at the end in that case
+# only. All traffic goes to 127.0.0.1. The measurement itself is bench/run.py.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+say() { echo "bench.sh: $*" >&2; }
+
+bash scripts/deps.sh
+
+if ! command -v wrk >/dev/null; then
+  say "installing wrk"
+  if [[ $(id -u) -eq 0 ]]; then SUDO=; else SUDO=sudo; fi
+  if ! DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq wrk >/dev/null 2>&1; then
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq wrk >/dev/null
+  fi
+fi
+
+VENV=${TIM_RELAY_CACHE:-$HOME/.cache/tim-relay}/bench-venv
+PY=$VENV/bin/python
+if ! { [[ -x $PY ]] && "$PY" -c 'import matplotlib' 2>/dev/null; }; then
+  say "installing matplotlib into $VENV"
+  if ! { python3 -m venv "$VENV" && "$PY" -m pip install -q --disable-pip-version-check matplotlib; }; then
+    say "could not install matplotlib; the results will have no plot"
+    PY=python3
+  fi
+fi
+
+cargo build --release --bin tim-relay --example ok_server
+
+driver=
+started_kafka=0
+cleanup() {
+  local code=$?
+  trap - EXIT INT TERM
+  if [[ -n $driver ]] && kill -0 "$driver" 2>/dev/null; then
+    kill -TERM "$driver" 2>/dev/null || true
+    wait "$driver" 2>/dev/null || true
+  fi
+  if ((started_kafka)); then bash scripts/kafka.sh stop || true; fi
+  exit "$code"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# The broker: started here only if it is not already running, and then stopped at the end.
+# (`status` exits 3 for stopped; `start` is idempotent and waits until the broker answers.)
+kafka_status=0
+bash scripts/kafka.sh status >/dev/null 2>&1 || kafka_status=$?
+if ((kafka_status == 3)); then started_kafka=1; fi
+bash scripts/kafka.sh start
+
+# In the background so that a signal reaches the trap at once (bash runs traps only between
+# commands); the driver stops the relay, the HTTP ceiling and wrk on SIGTERM.
+"$PY" bench/run.py &
+driver=$!
+wait "$driver"
