@@ -2,7 +2,7 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use actix_web::dev::Server;
 use actix_web::http::{header, KeepAlive, StatusCode};
@@ -13,6 +13,7 @@ use crate::callback::{BodyLimits, CallbackQuery, GroupInfoChanged, COMMAND};
 use crate::config::{AccessRules, Config, ConfigError};
 use crate::error::{fail_response, RelayError, OK_BODY};
 use crate::event::ChangeEvent;
+use crate::log_limit::{LogLimit, Verdict};
 use crate::metrics::{InFlight, Metrics};
 use crate::publish::Publisher;
 use crate::record::Record;
@@ -21,6 +22,8 @@ use crate::spool::Spool;
 
 /// How long `/readyz` waits for the broker's metadata answer.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
+/// Refusal `warn` lines per second, at most; the rest are counted in the next line.
+const REFUSAL_LOG_LINES_PER_SECOND: u32 = 20;
 /// How long shutdown waits for queued events to reach the broker.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -32,6 +35,7 @@ pub struct AppState {
     pub body_timeout: Duration,
     pub body_limits: BodyLimits,
     pub sdk_app_id: String,
+    pub refusal_log: LogLimit,
 }
 
 /// A bound, not yet running relay.
@@ -64,6 +68,7 @@ impl Application {
             body_timeout: config.limits.body_timeout,
             body_limits: config.limits.body,
             sdk_app_id: config.sdk_app_id.clone(),
+            refusal_log: LogLimit::new(REFUSAL_LOG_LINES_PER_SECOND),
         });
         let path = config.callback_path.clone();
         let limits = &config.limits;
@@ -138,12 +143,20 @@ async fn callback(req: HttpRequest, payload: web::Payload, state: web::Data<AppS
         }
         Err(err) => {
             metrics.count(err.outcome());
-            let peer = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
-            log::warn!(
-                "callback refused: code={} peer={peer} reason={:?}",
-                err.code(),
-                err.to_string()
-            );
+            // Every refusal is counted in /metrics; only the log lines are rate-limited.
+            if let Verdict::Log { suppressed } = state.refusal_log.check(Instant::now()) {
+                let peer = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+                log::warn!(
+                    "callback refused: code={} peer={peer} reason={:?}{}",
+                    err.code(),
+                    err.to_string(),
+                    if suppressed > 0 {
+                        format!(" ({suppressed} more refusals not logged)")
+                    } else {
+                        String::new()
+                    }
+                );
+            }
             actix_web::ResponseError::error_response(&err)
         }
     }

@@ -7,6 +7,7 @@ pub mod config;
 pub mod error;
 pub mod event;
 pub mod http;
+pub mod log_limit;
 pub mod metrics;
 pub mod publish;
 pub mod record;
