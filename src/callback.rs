@@ -78,7 +78,9 @@ pub enum BodyError {
     EmptyGroupId,
     #[error("field {0} must be a string")]
     NotAString(&'static str),
-    #[error("EventTime must be a non-negative integer or a string of digits")]
+    #[error(
+        "EventTime must be milliseconds since 1970 (before year 10000), as an integer or a string of digits"
+    )]
     BadEventTime,
     #[error("UserDefinedDataList must be an array of {{\"Key\":string,\"Value\":string}}")]
     BadCustomList,
@@ -158,15 +160,19 @@ fn take_string(
     }
 }
 
+/// The last millisecond of year 9999: later times have no RFC 3339 form (`ce_time`).
+pub const MAX_EVENT_TIME_MS: u64 = 253_402_300_799_999;
+
 fn take_event_time(map: &mut Map<String, Value>) -> Result<Option<u64>, BodyError> {
-    match map.shift_remove("EventTime") {
-        None => Ok(None),
-        Some(Value::Number(n)) => n.as_u64().map(Some).ok_or(BodyError::BadEventTime),
-        Some(Value::String(s)) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
-            s.parse().map(Some).map_err(|_| BodyError::BadEventTime)
-        }
-        Some(_) => Err(BodyError::BadEventTime),
-    }
+    let ms = match map.shift_remove("EventTime") {
+        None => return Ok(None),
+        Some(Value::Number(n)) => n.as_u64(),
+        Some(Value::String(s)) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => s.parse().ok(),
+        Some(_) => None,
+    };
+    ms.filter(|ms| *ms <= MAX_EVENT_TIME_MS)
+        .map(Some)
+        .ok_or(BodyError::BadEventTime)
 }
 
 fn take_custom(
