@@ -17,6 +17,7 @@ pub struct Metrics {
     pub forwarded: IntCounter,
     pub duplicates: IntCounter,
     pub kafka_reachable: IntGauge,
+    pub producer_restarts: IntCounter,
     spool_events: IntGauge,
     spool_bytes: IntGauge,
     spool_dead: IntGauge,
@@ -69,6 +70,10 @@ impl Metrics {
             "tim_relay_kafka_reachable",
             "1 unless librdkafka reports every broker down",
         );
+        let producer_restarts = counter(
+            "tim_relay_producer_restarts_total",
+            "Times the Kafka producer was replaced after a fatal error or getting stuck",
+        );
         let spool_events = gauge("tim_relay_spool_events", "Events waiting in the spool");
         let spool_bytes = gauge("tim_relay_spool_bytes", "Bytes waiting in the spool");
         let spool_dead = gauge(
@@ -88,6 +93,7 @@ impl Metrics {
             Box::new(forwarded.clone()),
             Box::new(duplicates.clone()),
             Box::new(kafka_reachable.clone()),
+            Box::new(producer_restarts.clone()),
             Box::new(spool_events.clone()),
             Box::new(spool_bytes.clone()),
             Box::new(spool_dead.clone()),
@@ -105,6 +111,7 @@ impl Metrics {
             forwarded,
             duplicates,
             kafka_reachable,
+            producer_restarts,
             spool_events,
             spool_bytes,
             spool_dead,

@@ -1,7 +1,7 @@
 //! The Kafka side: the idempotent producer, awaited deliveries, error classes, broker reachability.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use prometheus::IntCounter;
@@ -10,7 +10,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{BaseProducer, DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 
 use crate::config::{Config, ConfigError};
@@ -88,7 +88,9 @@ type Producer_ = FutureProducer<WatchContext>;
 
 /// Publishes records to the configured topic.
 pub struct Publisher {
-    producer: Producer_,
+    /// Replaced as a whole when librdkafka's producer is stuck or failed fatally.
+    producer: RwLock<Arc<Producer_>>,
+    client: ClientConfig,
     watch: Arc<BrokerWatch>,
     topic: String,
     ack_timeout: Duration,
@@ -127,7 +129,8 @@ impl Publisher {
                     other => ConfigError::new("KAFKA_BOOTSTRAP_SERVERS", other.to_string()),
                 })?;
         Ok(Self {
-            producer,
+            producer: RwLock::new(Arc::new(producer)),
+            client,
             watch,
             topic: config.topic.clone(),
             ack_timeout: config.ack_timeout,
@@ -137,6 +140,39 @@ impl Publisher {
 
     pub fn topic(&self) -> &str {
         &self.topic
+    }
+
+    fn current(&self) -> Arc<Producer_> {
+        self.producer.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// librdkafka's fatal error, if the producer had one (it then refuses every record).
+    pub fn fatal_error(&self) -> Option<String> {
+        self.current()
+            .client()
+            .fatal_error()
+            .map(|(code, reason)| format!("{code:?}: {reason}"))
+    }
+
+    /// Replaces the producer with a new one from the same configuration. Records still queued
+    /// in the old one fail when it is dropped, so their callers spool them or retry them.
+    pub fn recreate(&self) -> Result<(), KafkaError> {
+        let fresh: Producer_ = self
+            .client
+            .create_with_context(WatchContext(self.watch.clone()))?;
+        *self.producer.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh);
+        Ok(())
+    }
+
+    /// Whether a fresh client (not the producer) gets metadata for the topic: tells a broker that
+    /// is down from a producer that is stuck. Blocks up to `timeout`.
+    pub fn probe(&self, timeout: Duration) -> bool {
+        let probe: Result<BaseProducer, _> = self.client.create();
+        probe.is_ok_and(|p| {
+            p.client()
+                .fetch_metadata(Some(&self.topic), Timeout::After(timeout))
+                .is_ok()
+        })
     }
 
     pub fn watch(&self) -> &BrokerWatch {
@@ -156,7 +192,7 @@ impl Publisher {
             .key(record.key.as_bytes())
             .payload(&record.payload)
             .headers(headers);
-        match self.producer.send_result(kafka_record) {
+        match self.current().send_result(kafka_record) {
             Ok(delivery) => Ok(Pending(delivery)),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                 Err(PublishError::QueueFull)
@@ -209,7 +245,7 @@ impl Publisher {
     /// Whether the broker answers a metadata request for the topic. Blocks up to `timeout`.
     pub fn check_ready(&self, timeout: Duration) -> Result<(), String> {
         let metadata = self
-            .producer
+            .current()
             .client()
             .fetch_metadata(Some(&self.topic), Timeout::After(timeout))
             .map_err(|e| format!("Kafka metadata request failed: {e}"))?;
@@ -229,10 +265,10 @@ impl Publisher {
 
     /// Waits, up to `timeout`, for everything still queued to be delivered.
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
-        self.producer.flush(Timeout::After(timeout))
+        self.current().flush(Timeout::After(timeout))
     }
 
     pub fn in_queue(&self) -> i32 {
-        self.producer.in_flight_count()
+        self.current().in_flight_count()
     }
 }

@@ -2,7 +2,7 @@
 //! caller hears OK; the forwarder moves spooled records to Kafka in arrival order.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{watch, Semaphore};
 
@@ -16,6 +16,10 @@ const FORWARD_BATCH: usize = 500;
 /// Pause after a failed forwarding round, doubled up to `MAX_BACKOFF`.
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// After forwarding has failed this long, check whether Kafka is really down or the producer
+/// is stuck (seen after a broker restart: librdkafka drops every broker it knew and keeps
+/// failing); a stuck producer is replaced.
+const STUCK_AFTER: Duration = Duration::from_secs(15);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
@@ -82,6 +86,7 @@ impl Relay {
     /// Forwards spooled records until `stop` turns true. Returns after the round in progress.
     pub async fn forward(self, mut stop: watch::Receiver<bool>) {
         let mut backoff = MIN_BACKOFF;
+        let mut failing_since: Option<Instant> = None;
         while !*stop.borrow() {
             let spool = self.spool.clone();
             let batch = match tokio::task::spawn_blocking(move || spool.oldest(FORWARD_BATCH)).await {
@@ -106,12 +111,45 @@ impl Relay {
             let ok = self.forward_batch(batch).await;
             if ok {
                 backoff = MIN_BACKOFF;
+                failing_since = None;
             } else {
+                let since = *failing_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= STUCK_AFTER && self.replace_stuck_producer().await {
+                    failing_since = None;
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
                     _ = stop.changed() => {}
                 }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+
+    /// Replaces the producer when it failed fatally, or when a fresh client reaches the topic
+    /// while the producer still cannot. Returns whether it was replaced.
+    async fn replace_stuck_producer(&self) -> bool {
+        let publisher = self.publisher.clone();
+        let reason = tokio::task::spawn_blocking(move || match publisher.fatal_error() {
+            Some(fatal) => Some(format!("fatal producer error ({fatal})")),
+            None if publisher.probe(Duration::from_secs(5)) => {
+                Some("Kafka answers a fresh client but not the producer".to_string())
+            }
+            None => None,
+        })
+        .await
+        .ok()
+        .flatten();
+        let Some(reason) = reason else { return false };
+        match self.publisher.recreate() {
+            Ok(()) => {
+                log::error!("Kafka producer replaced: {reason}");
+                self.metrics.producer_restarts.inc();
+                true
+            }
+            Err(e) => {
+                log::error!("Kafka producer could not be replaced ({reason}): {e}");
+                false
             }
         }
     }
