@@ -45,6 +45,7 @@ fn every_callback_answered_ok_reaches_the_topic_in_answer_order_through_broker_a
         .build()
         .expect("runtime");
     let started = Instant::now();
+    let _one_at_a_time = lock_fault_broker();
     let broker = Broker::fresh();
     let mut lines = Vec::new();
     let mut problems = Vec::new();
@@ -75,6 +76,23 @@ fn every_callback_answered_ok_reaches_the_topic_in_answer_order_through_broker_a
         lines.join("\n"),
         problems.join("\n")
     );
+}
+
+/// Two runs at once (say `bash scripts/test.sh` in two shells) would reset each other's broker
+/// and topics, so a run waits for the other; the lock file lives outside the wiped data dir.
+fn lock_fault_broker() -> std::fs::File {
+    let path = format!("{REPO}/target/kafka-fault.lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .expect("lock file");
+    if file.try_lock().is_err() {
+        eprintln!("another fault test run holds {path}; waiting for it to finish");
+        file.lock().expect("lock the fault broker");
+    }
+    file
 }
 
 /// What a scenario does to the broker and the relay while the load runs.

@@ -57,7 +57,10 @@ fuzz_target!(|data: &[u8]| {
     let received_at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
     let event = ChangeEvent::new(APP_ID, &query, body.clone(), data, received_at);
     // Once a panic in `Record::from_event` (ce_time); such times are now refused.
-    assert!(event.event_time_ms <= Some(LAST_RFC3339_MS), "accepted an EventTime past year 9999");
+    assert!(
+        event.event_time_ms <= Some(LAST_RFC3339_MS),
+        "accepted an EventTime past year 9999"
+    );
     let record = Record::from_event(&event);
 
     // Key: the GroupId bytes, from the event and in the record.
