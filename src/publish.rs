@@ -138,10 +138,6 @@ impl Publisher {
         })
     }
 
-    pub fn topic(&self) -> &str {
-        &self.topic
-    }
-
     fn current(&self) -> Arc<Producer_> {
         self.producer.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -266,9 +262,5 @@ impl Publisher {
     /// Waits, up to `timeout`, for everything still queued to be delivered.
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
         self.current().flush(Timeout::After(timeout))
-    }
-
-    pub fn in_queue(&self) -> i32 {
-        self.current().in_flight_count()
     }
 }
