@@ -13,4 +13,9 @@ if [[ -z ${KAFKA_BOOTSTRAP_SERVERS:-} ]]; then
   bash scripts/kafka.sh start
   export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:${KAFKA_PORT:-9092}
 fi
+rm -f target/fault-logs/summary.txt
 cargo test --locked --all-targets "$@"
+if [[ -f target/fault-logs/summary.txt ]]; then
+  echo "fault tests (tests/fault.rs):"
+  cat target/fault-logs/summary.txt
+fi
