@@ -423,8 +423,8 @@ impl fmt::Display for Config {
             self.limits.max_pending_publishes,
             self.limits.body.max_custom_fields,
             self.limits.body.max_field_bytes,
-            list(&self.access.allowed),
-            list(&self.access.trusted_proxies),
+            list(&self.access.allowed, "any"),
+            list(&self.access.trusted_proxies, "none"),
             if self.tls.is_some() { "on" } else { "off" },
         )?;
         for (k, v) in &self.producer_properties {
@@ -435,9 +435,10 @@ impl fmt::Display for Config {
     }
 }
 
-fn list(nets: &[IpNet]) -> String {
+/// The networks for the start-up line; `empty` says what an empty list means for this one.
+fn list(nets: &[IpNet], empty: &str) -> String {
     if nets.is_empty() {
-        return "any".into();
+        return empty.into();
     }
     nets.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
 }
