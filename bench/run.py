@@ -4,6 +4,9 @@
 Expects what scripts/bench.sh prepares: `wrk` on PATH, release builds of the relay and of
 examples/ok_server, and a Kafka broker on 127.0.0.1:9092. Then, on 127.0.0.1 only:
 
+  0. baselines: the relay built from earlier revisions (BENCH_COMPARE in scripts/bench.sh, passed
+               here as BENCH_BASELINES=label=binary,...), each exactly like step 1, so the
+               report can give each change as a before/after ratio from one run;
   1. relay:    target/release/tim-relay (Sign checking on, a fresh 3-partition topic, a temp
                spool), a warm-up, then each concurrency level with wrk + bench/callback.lua;
   2. record size: the mean size of the change events the relay produced (consumed back);
@@ -57,6 +60,9 @@ WARMUP_SECONDS = int(os.environ.get("BENCH_WARMUP_SECONDS", "3"))
 LEVELS = [int(c) for c in os.environ.get("BENCH_LEVELS", "1,16,64,256").split(",")]
 PERF_RECORDS = int(os.environ.get("BENCH_PERF_RECORDS", "300000"))
 KEEP_TOPICS = os.environ.get("BENCH_KEEP_TOPICS", "0") == "1"
+# label=binary pairs set by scripts/bench.sh from BENCH_COMPARE.
+BASELINES = [tuple(pair.split("=", 1)) for pair in os.environ.get("BENCH_BASELINES", "").split(",") if pair]
+RELAY_BIN = REPO / "target" / "release" / "tim-relay"
 WRK_TIMEOUT = "10s"  # long enough that slow answers are measured, not dropped as timeouts
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 KAFKA_PID_FILE = Path(os.environ.get("KAFKA_DATA_DIR") or REPO / "target" / "kafka-data") / "kafka.pid"
@@ -370,7 +376,7 @@ def report_errors(name, what, row):
         log(f"  relay outcomes in this level: {row['relay_counters']}")
     if row["wrk_stderr"]:
         log(f"  wrk: {row['wrk_stderr'][:500]}")
-    server_log = RESULTS / ("relay.log" if name == "relay" else "ok_server.log")
+    server_log = log_path(name)
     tail = server_log.read_text(errors="replace").splitlines()[-5:]
     if tail:
         log(f"  last lines of {server_log.relative_to(REPO)}:\n    " + "\n    ".join(tail))
@@ -379,7 +385,14 @@ def report_errors(name, what, row):
 # ---- the three measurements -------------------------------------------------------------------------
 
 
-def bench_relay(topic, port, spool_dir):
+def log_path(name):
+    """results/relay.log, results/ok_server.log, results/relay-<label>.log for a baseline."""
+    if name == "http-ceiling":
+        return RESULTS / "ok_server.log"
+    return RESULTS / (re.sub(r"[^A-Za-z0-9._-]+", "_", name.replace("relay @ ", "relay-")) + ".log")
+
+
+def bench_relay(topic, port, spool_dir, binary=RELAY_BIN, name="relay"):
     env = {
         **os.environ,
         "TIM_SDK_APP_ID": APP_ID,
@@ -390,18 +403,17 @@ def bench_relay(topic, port, spool_dir):
         "RELAY_SPOOL_DIR": spool_dir,
         "RUST_LOG": "warn",
     }
-    log_path = RESULTS / "relay.log"
-    with open(log_path, "wb") as relay_log:
-        proc = spawn([str(REPO / "target/release/tim-relay")], env=env, stdin=subprocess.DEVNULL,
-                     stdout=relay_log, stderr=subprocess.STDOUT)
+    path = log_path(name)
+    with open(path, "wb") as relay_log:
+        proc = spawn([str(binary)], env=env, stdin=subprocess.DEVNULL, stdout=relay_log, stderr=subprocess.STDOUT)
     try:
-        wait_http(proc, port, "/readyz", "the relay")
-        warm, rows = run_levels("relay", proc, port)
+        wait_http(proc, port, "/readyz", name)
+        warm, rows = run_levels(name, proc, port)
         final = relay_counters(port)
     finally:
         code = stop(proc)
     if code != 0:
-        log(f"relay exited with code {code}; see {log_path}")
+        log(f"{name} exited with code {code}; see {path}")
     return warm, rows, final
 
 
@@ -510,10 +522,13 @@ def markdown(r):
         "| CPU s | CPU cores | wrk CPU s | Kafka CPU s | relay / HTTP | relay / producer |",
         "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
-    for relay, http in zip(r["relay"], r["http_ceiling"]):
-        for name, row in (("relay", relay), ("HTTP ceiling", http)):
+    baselines = r.get("baselines") or []
+    for i, (relay, http) in enumerate(zip(r["relay"], r["http_ceiling"])):
+        servers = [(f"relay @ {b['label']}", b["rows"][i]) for b in baselines]
+        servers += [("relay", relay), ("HTTP ceiling", http)]
+        for name, row in servers:
             ratio_http = ratio_prod = ""
-            if name == "relay":
+            if name.startswith("relay"):
                 ratio_http = f"{row['rps'] / http['rps']:.1%}" if http["rps"] else "n/a"
                 ratio_prod = f"{row['rps'] / p['rps']:.1%}" if p and p["rps"] else "n/a"
             lines.append(
@@ -521,6 +536,18 @@ def markdown(r):
                 f"| {row['p999_ms']:.2f} | {row['errors']} | {row['rss_max_mib']:.1f} | {row['vmhwm_mib']:.1f} "
                 f"| {row['cpu_s']:.2f} | {row['cpu_cores']:.2f} | {row['wrk_cpu_s']:.2f} "
                 f"| {fmt(row['kafka_cpu_s'])} | {ratio_http} | {ratio_prod} |")
+    for b in baselines:
+        lines += ["", f"Before/after: this commit's relay against the relay at {b['label']}, same run, same load:", "",
+                  "| conns | req/s before | req/s after | after / before | p99 ms before | p99 ms after "
+                  "| p99 after / before | CPU s per 10k req before | after |",
+                  "|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+        for old, new in zip(b["rows"], r["relay"]):
+            def per10k(row):
+                return row["cpu_s"] / row["requests"] * 10_000 if row["requests"] else float("nan")
+            lines.append(
+                f"| {new['connections']} | {old['rps']:,.0f} | {new['rps']:,.0f} | {new['rps'] / old['rps']:.2f}x "
+                f"| {old['p99_ms']:.2f} | {new['p99_ms']:.2f} | {new['p99_ms'] / old['p99_ms']:.2f}x "
+                f"| {per10k(old):.2f} | {per10k(new):.2f} |")
     lines += ["", "Producer ceiling (Kafka ProducerPerformance, acks=all, idempotent, keyed over "
               f"{GROUPS} keys, same 3-partition topic layout):", ""]
     if p:
@@ -555,7 +582,9 @@ def plot(r, path):
         log("matplotlib not importable: no plot")
         return False
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    for name, rows, style in (("relay", r["relay"], "o-"), ("HTTP ceiling", r["http_ceiling"], "s--")):
+    series = [(f"relay @ {b['label']}", b["rows"], "^:") for b in r.get("baselines") or []]
+    series += [("relay", r["relay"], "o-"), ("HTTP ceiling", r["http_ceiling"], "s--")]
+    for name, rows, style in series:
         x = [row["connections"] for row in rows]
         ax1.plot(x, [row["rps"] for row in rows], style, label=name)
         ax2.plot(x, [row["p99_ms"] for row in rows], style, label=name)
@@ -593,13 +622,24 @@ def main():
     started = time.monotonic()
     report = {"machine": machine(), "settings": {
         "seconds": SECONDS, "warmup_seconds": WARMUP_SECONDS, "levels": LEVELS, "groups": GROUPS,
-        "port": port, "relay_topic": relay_topic, "perf_topic": perf_topic, "perf_records": PERF_RECORDS}}
+        "port": port, "relay_topic": relay_topic, "perf_topic": perf_topic, "perf_records": PERF_RECORDS},
+        "baselines": []}
     created = []
     try:
         log(f"topics {relay_topic} and {perf_topic} (3 partitions); port {port}")
-        for topic in (relay_topic, perf_topic):
+        baseline_topics = [f"tim-relay-bench-{run_id}-base{i}" for i in range(len(BASELINES))]
+        for topic in (relay_topic, perf_topic, *baseline_topics):
             kafka_tool("topics", "--create", "--topic", topic, "--partitions", "3", "--replication-factor", "1")
             created.append(topic)
+
+        for (label, binary), topic in zip(BASELINES, baseline_topics):
+            log(f"baseline: the relay at {label} ({binary})")
+            base_spool = tempfile.mkdtemp(prefix="tim-relay-bench-spool-")
+            try:
+                _, rows, outcomes = bench_relay(topic, port, base_spool, binary, f"relay @ {label}")
+            finally:
+                shutil.rmtree(base_spool, ignore_errors=True)
+            report["baselines"].append({"label": label, "binary": binary, "rows": rows, "outcomes": outcomes})
 
         report["relay_warmup"], report["relay"], report["relay_outcomes_total"] = bench_relay(
             relay_topic, port, spool_dir)

@@ -8,7 +8,11 @@
 #
 # Writes results/bench.md (also printed), results/bench.json and results/bench.png.
 # Knobs: BENCH_SECONDS (10 per level), BENCH_WARMUP_SECONDS (3), BENCH_LEVELS (1,16,64,256),
-# BENCH_PORT (a free port), BENCH_PERF_RECORDS (300000), BENCH_KEEP_TOPICS (0).
+# BENCH_PORT (a free port), BENCH_PERF_RECORDS (300000), BENCH_KEEP_TOPICS (0),
+# BENCH_COMPARE (none): git revisions (comma-separated) whose relay runs in the same run, before
+# the current one, so each change is shown as a before/after ratio measured side by side, e.g.
+#   BENCH_COMPARE=HEAD~3 bash scripts/bench.sh
+# Each revision is built once from `git archive` into target/bench-compare (cached by commit).
 #
 # Installs what is missing: Debian's wrk, and matplotlib in a venv cached under
 # ~/.cache/tim-relay/bench-venv (without it there is no plot). The load generator is wrk
@@ -43,6 +47,30 @@ if ! { [[ -x $PY ]] && "$PY" -c 'import matplotlib' 2>/dev/null; }; then
 fi
 
 cargo build --release --bin tim-relay --example ok_server
+
+# Earlier revisions to compare with: exported to bench/run.py as label=binary pairs.
+BENCH_BASELINES=
+if [[ -n ${BENCH_COMPARE:-} ]]; then
+  compare_dir=$PWD/target/bench-compare
+  mkdir -p "$compare_dir/bin"
+  for rev in ${BENCH_COMPARE//,/ }; do
+    sha=$(git rev-parse --short=12 "$rev^{commit}") || { say "BENCH_COMPARE: no such revision: $rev"; exit 2; }
+    bin=$compare_dir/bin/tim-relay-$sha
+    if [[ ! -x $bin ]]; then
+      say "building the relay at $rev ($sha) for comparison"
+      src=$compare_dir/src-$sha
+      rm -rf "$src" && mkdir -p "$src"
+      git archive "$sha" | tar -x -C "$src"
+      # One target directory for every compared revision: dependencies build once.
+      cargo build --release --bin tim-relay --manifest-path "$src/Cargo.toml" \
+        --target-dir "$compare_dir/target"
+      cp "$compare_dir/target/release/tim-relay" "$bin"
+      rm -rf "$src"
+    fi
+    BENCH_BASELINES+="${BENCH_BASELINES:+,}$rev@$sha=$bin"
+  done
+fi
+export BENCH_BASELINES
 
 driver=
 started_kafka=0
