@@ -3,6 +3,12 @@
 use tim_relay::config::Config;
 use tim_relay::http::Application;
 
+/// mimalloc instead of glibc's malloc: under load glibc's malloc/free (and its consolidation
+/// of freed chunks) took about a fifth of the relay's CPU in the HTTP workers; see README,
+/// Performance.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
