@@ -117,7 +117,31 @@ impl GroupInfoChanged {
     }
 
     /// Parses the raw body, refusing lists and strings beyond `limits`.
+    ///
+    /// Reads the object in one pass, field by field, without building a JSON tree of the whole
+    /// body: only the values of unknown fields (kept in `extra`) become `serde_json::Value`s.
+    /// It accepts and refuses exactly what [`Self::from_slice_via_value`] does, with the same
+    /// error; the property tests and the `body_event` fuzz target check that.
     pub fn from_slice_bounded(body: &[u8], limits: &BodyLimits) -> Result<Self, BodyError> {
+        let first = body.iter().find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+        if first != Some(&b'{') {
+            // Never a valid callback: read it whole only to tell bad JSON from a non-object.
+            return match serde_json::from_slice::<Value>(body) {
+                Ok(_) => Err(BodyError::NotAnObject),
+                Err(e) => Err(BodyError::NotJson(e.to_string())),
+            };
+        }
+        let mut de = serde_json::Deserializer::from_slice(body);
+        let fields = serde::Deserializer::deserialize_map(&mut de, read::BodyVisitor { limits })
+            .and_then(|fields| de.end().map(|()| fields))
+            .map_err(|e| BodyError::NotJson(e.to_string()))?;
+        fields.check(limits)
+    }
+
+    /// The straightforward reading: the whole body as a `serde_json::Value`, then field by
+    /// field. Kept as the reference the one-pass reader is tested against.
+    #[doc(hidden)]
+    pub fn from_slice_via_value(body: &[u8], limits: &BodyLimits) -> Result<Self, BodyError> {
         let value: Value = serde_json::from_slice(body).map_err(|e| BodyError::NotJson(e.to_string()))?;
         match value {
             Value::Object(map) => Self::from_map(map, limits),
@@ -152,11 +176,16 @@ fn take_string(
     field: &'static str,
     max: usize,
 ) -> Result<Option<String>, BodyError> {
-    match map.shift_remove(field) {
-        None => Ok(None),
-        Some(Value::String(s)) if s.len() > max => Err(BodyError::FieldTooLong(field, max)),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(BodyError::NotAString(field)),
+    map.shift_remove(field)
+        .map(|v| checked_string(v, field, max))
+        .transpose()
+}
+
+fn checked_string(value: Value, field: &'static str, max: usize) -> Result<String, BodyError> {
+    match value {
+        Value::String(s) if s.len() > max => Err(BodyError::FieldTooLong(field, max)),
+        Value::String(s) => Ok(s),
+        _ => Err(BodyError::NotAString(field)),
     }
 }
 
@@ -164,14 +193,16 @@ fn take_string(
 pub const MAX_EVENT_TIME_MS: u64 = 253_402_300_799_999;
 
 fn take_event_time(map: &mut Map<String, Value>) -> Result<Option<u64>, BodyError> {
-    let ms = match map.shift_remove("EventTime") {
-        None => return Ok(None),
-        Some(Value::Number(n)) => n.as_u64(),
-        Some(Value::String(s)) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => s.parse().ok(),
-        Some(_) => None,
+    map.shift_remove("EventTime").map(checked_event_time).transpose()
+}
+
+fn checked_event_time(value: Value) -> Result<u64, BodyError> {
+    let ms = match value {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => s.parse().ok(),
+        _ => None,
     };
     ms.filter(|ms| *ms <= MAX_EVENT_TIME_MS)
-        .map(Some)
         .ok_or(BodyError::BadEventTime)
 }
 
@@ -188,26 +219,312 @@ fn take_custom(
     if items.len() > limits.max_custom_fields {
         return Err(BodyError::TooManyCustomFields(limits.max_custom_fields));
     }
-    let max = limits.max_field_bytes;
     items
         .into_iter()
         .map(|item| match item {
-            Value::Object(mut entry) => match (entry.remove("Key"), entry.remove("Value")) {
-                (Some(Value::String(key)), Some(Value::String(value))) => {
-                    if key.len() > max {
-                        Err(BodyError::FieldTooLong("UserDefinedDataList.Key", max))
-                    } else if value.len() > max {
-                        Err(BodyError::FieldTooLong("UserDefinedDataList.Value", max))
-                    } else {
-                        Ok(CustomField { key, value })
-                    }
-                }
-                _ => Err(BodyError::BadCustomList),
-            },
+            Value::Object(mut entry) => {
+                checked_custom(entry.remove("Key"), entry.remove("Value"), limits.max_field_bytes)
+            }
             _ => Err(BodyError::BadCustomList),
         })
         .collect::<Result<Vec<_>, _>>()
         .map(Some)
+}
+
+/// One `UserDefinedDataList` entry from its `Key` and `Value` members.
+fn checked_custom(key: Option<Value>, value: Option<Value>, max: usize) -> Result<CustomField, BodyError> {
+    match (key, value) {
+        (Some(Value::String(key)), Some(Value::String(value))) => {
+            if key.len() > max {
+                Err(BodyError::FieldTooLong("UserDefinedDataList.Key", max))
+            } else if value.len() > max {
+                Err(BodyError::FieldTooLong("UserDefinedDataList.Value", max))
+            } else {
+                Ok(CustomField { key, value })
+            }
+        }
+        _ => Err(BodyError::BadCustomList),
+    }
+}
+
+/// The one-pass body reader behind [`GroupInfoChanged::from_slice_bounded`]. It keeps the
+/// reference reading's rules: a field given twice counts with its last value (like a JSON
+/// object read into a map), and the checks run afterwards in the same order, so the first
+/// error reported is the same. Values it does not keep are still read as `Value`s, never
+/// skipped with `IgnoredAny`, which does not check the UTF-8 of the strings it skips (the
+/// `body_event` fuzz target found that difference).
+mod read {
+    use std::fmt;
+
+    use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+    use serde_json::{Map, Value};
+
+    use super::GroupInfoChanged;
+    use super::{checked_custom, checked_event_time, checked_string, BodyError, BodyLimits, CustomField};
+
+    /// The top-level fields this version knows, in the order their checks run.
+    const STRINGS: [&str; 8] = [
+        "GroupId",
+        "CallbackCommand",
+        "Type",
+        "Operator_Account",
+        "Name",
+        "Introduction",
+        "Notification",
+        "FaceUrl",
+    ];
+
+    /// What the object held, before any check.
+    #[derive(Default)]
+    pub struct Fields {
+        strings: [Option<Value>; STRINGS.len()],
+        custom: Option<Result<Vec<CustomField>, BodyError>>,
+        event_time: Option<Value>,
+        extra: Map<String, Value>,
+    }
+
+    impl Fields {
+        pub fn check(self, limits: &BodyLimits) -> Result<GroupInfoChanged, BodyError> {
+            let [group_id, command, group_type, operator, name, introduction, notification, face_url] =
+                self.strings;
+            let max = limits.max_field_bytes;
+            let mut i = 0;
+            let mut string = |v: Option<Value>| {
+                let field = STRINGS[i];
+                i += 1;
+                v.map(|v| checked_string(v, field, max)).transpose()
+            };
+            let group_id = string(group_id)?.ok_or(BodyError::MissingGroupId)?;
+            if group_id.is_empty() {
+                return Err(BodyError::EmptyGroupId);
+            }
+            Ok(GroupInfoChanged {
+                callback_command: string(command)?,
+                group_id,
+                group_type: string(group_type)?,
+                operator: string(operator)?,
+                name: string(name)?,
+                introduction: string(introduction)?,
+                notification: string(notification)?,
+                face_url: string(face_url)?,
+                custom: self.custom.transpose()?,
+                event_time_ms: self.event_time.map(checked_event_time).transpose()?,
+                extra: self.extra,
+            })
+        }
+    }
+
+    enum Key {
+        String(usize),
+        Custom,
+        EventTime,
+        Other(String),
+    }
+
+    impl Key {
+        fn new(name: &str) -> Self {
+            match name {
+                "UserDefinedDataList" => Key::Custom,
+                "EventTime" => Key::EventTime,
+                _ => match STRINGS.iter().position(|s| *s == name) {
+                    Some(i) => Key::String(i),
+                    None => Key::Other(name.to_owned()),
+                },
+            }
+        }
+    }
+
+    struct KeySeed;
+
+    impl<'de> DeserializeSeed<'de> for KeySeed {
+        type Value = Key;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Key, D::Error> {
+            d.deserialize_str(self)
+        }
+    }
+
+    impl Visitor<'_> for KeySeed {
+        type Value = Key;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a field name")
+        }
+        fn visit_str<E>(self, name: &str) -> Result<Key, E> {
+            Ok(Key::new(name))
+        }
+    }
+
+    pub struct BodyVisitor<'a> {
+        pub limits: &'a BodyLimits,
+    }
+
+    impl<'de> Visitor<'de> for BodyVisitor<'_> {
+        type Value = Fields;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
+            let mut fields = Fields::default();
+            while let Some(key) = map.next_key_seed(KeySeed)? {
+                match key {
+                    Key::String(i) => fields.strings[i] = Some(map.next_value()?),
+                    Key::EventTime => fields.event_time = Some(map.next_value()?),
+                    Key::Custom => fields.custom = Some(map.next_value_seed(ListSeed(self.limits))?),
+                    Key::Other(name) => {
+                        fields.extra.insert(name, map.next_value()?);
+                    }
+                }
+            }
+            Ok(fields)
+        }
+    }
+
+    /// `UserDefinedDataList`: read entry by entry; a wrong shape is an error of the list,
+    /// not of the JSON, so the rest of the body is still read.
+    struct ListSeed<'a>(&'a BodyLimits);
+
+    impl<'de> DeserializeSeed<'de> for ListSeed<'_> {
+        type Value = Result<Vec<CustomField>, BodyError>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for ListSeed<'_> {
+        type Value = Result<Vec<CustomField>, BodyError>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("UserDefinedDataList")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let BodyLimits {
+                max_custom_fields,
+                max_field_bytes,
+            } = *self.0;
+            let (mut list, mut count, mut first_error) = (Vec::new(), 0usize, None);
+            while let Some(entry) = seq.next_element_seed(EntrySeed)? {
+                count += 1;
+                // Past the bound nothing more is kept: the list is refused whatever follows.
+                if count > max_custom_fields || first_error.is_some() {
+                    continue;
+                }
+                match entry.and_then(|(key, value)| checked_custom(key, value, max_field_bytes)) {
+                    Ok(field) => list.push(field),
+                    Err(e) => first_error = Some(e),
+                }
+            }
+            Ok(if count > max_custom_fields {
+                Err(BodyError::TooManyCustomFields(max_custom_fields))
+            } else {
+                first_error.map_or(Ok(list), Err)
+            })
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            while map.next_entry::<Value, Value>()?.is_some() {}
+            Ok(Err(BodyError::BadCustomList))
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(Err(BodyError::BadCustomList))
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(Err(BodyError::BadCustomList))
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(Err(BodyError::BadCustomList))
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(Err(BodyError::BadCustomList))
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(Err(BodyError::BadCustomList))
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(Err(BodyError::BadCustomList))
+        }
+    }
+
+    enum Member {
+        Key,
+        Value,
+        Other,
+    }
+
+    /// A member name of a list entry, compared without copying it.
+    struct MemberSeed;
+
+    impl<'de> DeserializeSeed<'de> for MemberSeed {
+        type Value = Member;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Member, D::Error> {
+            d.deserialize_str(self)
+        }
+    }
+
+    impl Visitor<'_> for MemberSeed {
+        type Value = Member;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a member name")
+        }
+        fn visit_str<E>(self, name: &str) -> Result<Member, E> {
+            Ok(match name {
+                "Key" => Member::Key,
+                "Value" => Member::Value,
+                _ => Member::Other,
+            })
+        }
+    }
+
+    /// One list entry: its `Key` and `Value` members (the last of each, if repeated), or an
+    /// error when it is not an object.
+    struct EntrySeed;
+
+    type Entry = Result<(Option<Value>, Option<Value>), BodyError>;
+
+    impl<'de> DeserializeSeed<'de> for EntrySeed {
+        type Value = Entry;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Entry, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for EntrySeed {
+        type Value = Entry;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a UserDefinedDataList entry")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entry, A::Error> {
+            let (mut key, mut value) = (None, None);
+            while let Some(member) = map.next_key_seed(MemberSeed)? {
+                match member {
+                    Member::Key => key = Some(map.next_value()?),
+                    Member::Value => value = Some(map.next_value()?),
+                    Member::Other => {
+                        map.next_value::<Value>()?;
+                    }
+                }
+            }
+            Ok(Ok((key, value)))
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Entry, A::Error> {
+            while seq.next_element::<Value>()?.is_some() {}
+            Ok(Err(BodyError::BadCustomList))
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Entry, E> {
+            Ok(Err(BodyError::BadCustomList))
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Entry, E> {
+            Ok(Err(BodyError::BadCustomList))
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Entry, E> {
+            Ok(Err(BodyError::BadCustomList))
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Entry, E> {
+            Ok(Err(BodyError::BadCustomList))
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Entry, E> {
+            Ok(Err(BodyError::BadCustomList))
+        }
+        fn visit_unit<E>(self) -> Result<Entry, E> {
+            Ok(Err(BodyError::BadCustomList))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -319,6 +636,21 @@ mod tests {
         // The bound counts bytes: four bytes of UTF-8 pass, five do not.
         assert!(GroupInfoChanged::from_slice_bounded("{\"GroupId\":\"🙂\"}".as_bytes(), &limits).is_ok());
         assert!(GroupInfoChanged::from_slice_bounded("{\"GroupId\":\"🙂a\"}".as_bytes(), &limits).is_err());
+    }
+
+    #[test]
+    fn invalid_utf8_is_refused_even_where_the_value_is_not_kept() {
+        // An entry member other than Key and Value, and a list that is not a list.
+        for body in [
+            &b"{\"GroupId\":\"g\",\"UserDefinedDataList\":[{\"Key\":\"k\",\"Value\":\"v\",\"Note\":\"\xff\"}]}"[..],
+            b"{\"GroupId\":\"g\",\"UserDefinedDataList\":{\"Key\":\"\xff\"}}",
+            b"[\"\xff\"]",
+        ] {
+            assert!(matches!(
+                GroupInfoChanged::from_slice(body),
+                Err(BodyError::NotJson(_))
+            ));
+        }
     }
 
     #[test]

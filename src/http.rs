@@ -138,7 +138,7 @@ async fn callback(req: HttpRequest, payload: web::Payload, state: web::Data<AppS
     let _in_flight = InFlight::enter(&metrics.in_flight);
     match handle_callback(&req, payload, &state).await {
         Ok(()) => {
-            metrics.count("ok");
+            metrics.count_ok();
             HttpResponse::Ok().content_type("application/json").body(OK_BODY)
         }
         Err(err) => {

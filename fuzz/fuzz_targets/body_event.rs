@@ -1,6 +1,8 @@
 //! Arbitrary bytes as a callback body: `from_slice_bounded` with the default limits never
 //! panics, and every accepted body becomes an event and a Kafka record that say exactly what
-//! the body said. The body is read a second time with plain serde_json as the reference.
+//! the body said. The body is read a second time with plain serde_json as the reference, and
+//! the one-pass reader must agree exactly (fields or refusal) with the reading through a
+//! `serde_json::Value`, under the default bounds and under tight ones.
 #![no_main]
 
 use std::collections::BTreeMap;
@@ -39,6 +41,17 @@ const KNOWN: [&str; 10] = [
 const LAST_RFC3339_MS: u64 = 253_402_300_799_999;
 
 fuzz_target!(|data: &[u8]| {
+    let tight = BodyLimits {
+        max_custom_fields: 2,
+        max_field_bytes: 5,
+    };
+    for limits in [BodyLimits::default(), tight] {
+        assert_eq!(
+            GroupInfoChanged::from_slice_bounded(data, &limits),
+            GroupInfoChanged::from_slice_via_value(data, &limits),
+            "the one-pass reader and the Value reader disagree"
+        );
+    }
     let body = match GroupInfoChanged::from_slice_bounded(data, &BodyLimits::default()) {
         Ok(body) => body,
         Err(e) => {
