@@ -21,7 +21,8 @@ next request as soon as the previous answer arrives.
 
 Knobs (environment): BENCH_SECONDS (10) per level, BENCH_WARMUP_SECONDS (3),
 BENCH_LEVELS (1,16,64,256), BENCH_PORT (a free port), BENCH_PERF_RECORDS (300000),
-BENCH_KEEP_TOPICS (0: the bench topics are deleted at the end).
+BENCH_KEEP_TOPICS (0: the bench topics are deleted at the end), BENCH_ROUNDS (1, or 3 with a
+baseline: rounds per level, median reported).
 Only the standard library is needed; matplotlib, when importable, draws the plot.
 """
 
@@ -63,6 +64,9 @@ KEEP_TOPICS = os.environ.get("BENCH_KEEP_TOPICS", "0") == "1"
 # label=binary pairs set by scripts/bench.sh from BENCH_COMPARE.
 BASELINES = [tuple(pair.split("=", 1)) for pair in os.environ.get("BENCH_BASELINES", "").split(",") if pair]
 RELAY_BIN = REPO / "target" / "release" / "tim-relay"
+# Rounds per level: with a baseline, 3 alternating rounds and the median, since one 10 s run on
+# a shared 2-core machine can differ from the next by a third.
+ROUNDS = int(os.environ.get("BENCH_ROUNDS") or (3 if BASELINES else 1))
 WRK_TIMEOUT = "10s"  # long enough that slow answers are measured, not dropped as timeouts
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 KAFKA_PID_FILE = Path(os.environ.get("KAFKA_DATA_DIR") or REPO / "target" / "kafka-data") / "kafka.pid"
@@ -347,23 +351,39 @@ def preflight(name, port):
         raise RuntimeError(f"{name} refused a well-formed signed callback: {status} {text}")
 
 
-def run_levels(name, proc, port):
-    preflight(name, port)
-    log(f"{name}: warm-up {WARMUP_SECONDS}s at 16 connections")
-    warm = run_wrk(port, 16, WARMUP_SECONDS, proc.pid)
-    report_errors(name, "warm-up", warm)
-    rows = []
+def run_levels(servers):
+    """Every level for every server in `servers` [(name, proc, port)], ROUNDS times. With more
+    than one server (a baseline next to the relay), each level alternates between them, in
+    reversed order every other round, so that a slow moment of the machine or the broker hits
+    both alike. Per level, the round with the median req/s is the one reported.
+    Returns {name: (warm-up row, [row per level])}."""
+    warm = {}
+    for name, proc, port in servers:
+        preflight(name, port)
+        log(f"{name}: warm-up {WARMUP_SECONDS}s at 16 connections")
+        warm[name] = run_wrk(port, 16, WARMUP_SECONDS, proc.pid)
+        report_errors(name, "warm-up", warm[name])
+    rows = {name: [] for name, _, _ in servers}
     for c in LEVELS:
-        log(f"{name}: {c} connections for {SECONDS}s")
-        row = run_wrk(port, c, SECONDS, proc.pid)
-        report_errors(name, f"{c} connections", row)
-        log(f"{name}: {c} conns: {row['rps']:.0f} req/s, p50 {row['p50_ms']:.2f} ms, "
-            f"p99 {row['p99_ms']:.2f} ms, errors {row['errors']}, "
-            f"RSS {row['rss_max_mib']:.1f} MiB, CPU {row['cpu_s']:.1f} s")
-        rows.append(row)
-        if proc.poll() is not None:
-            raise RuntimeError(f"{name} exited with code {proc.returncode} during the run")
-    return warm, rows
+        runs = {name: [] for name, _, _ in servers}
+        for r in range(ROUNDS):
+            for name, proc, port in (servers if r % 2 == 0 else servers[::-1]):
+                round_note = f" (round {r + 1}/{ROUNDS})" if ROUNDS > 1 else ""
+                log(f"{name}: {c} connections for {SECONDS}s{round_note}")
+                row = run_wrk(port, c, SECONDS, proc.pid)
+                report_errors(name, f"{c} connections", row)
+                log(f"{name}: {c} conns: {row['rps']:.0f} req/s, p50 {row['p50_ms']:.2f} ms, "
+                    f"p99 {row['p99_ms']:.2f} ms, errors {row['errors']}, "
+                    f"RSS {row['rss_max_mib']:.1f} MiB, CPU {row['cpu_s']:.1f} s")
+                runs[name].append(row)
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited with code {proc.returncode} during the run")
+        for name, level_runs in runs.items():
+            median = sorted(level_runs, key=lambda row: row["rps"])[len(level_runs) // 2]
+            # Errors count over every round, not just the reported one.
+            rows[name].append({**median, "rounds_rps": [round(row["rps"]) for row in level_runs],
+                               "errors": sum(row["errors"] for row in level_runs)})
+    return {name: (warm[name], rows[name]) for name in rows}
 
 
 def report_errors(name, what, row):
@@ -392,7 +412,8 @@ def log_path(name):
     return RESULTS / (re.sub(r"[^A-Za-z0-9._-]+", "_", name.replace("relay @ ", "relay-")) + ".log")
 
 
-def bench_relay(topic, port, spool_dir, binary=RELAY_BIN, name="relay"):
+def start_relay(topic, port, spool_dir, binary=RELAY_BIN, name="relay"):
+    """Starts a relay and waits until /readyz says it reaches the broker."""
     env = {
         **os.environ,
         "TIM_SDK_APP_ID": APP_ID,
@@ -403,18 +424,30 @@ def bench_relay(topic, port, spool_dir, binary=RELAY_BIN, name="relay"):
         "RELAY_SPOOL_DIR": spool_dir,
         "RUST_LOG": "warn",
     }
-    path = log_path(name)
-    with open(path, "wb") as relay_log:
+    with open(log_path(name), "wb") as relay_log:
         proc = spawn([str(binary)], env=env, stdin=subprocess.DEVNULL, stdout=relay_log, stderr=subprocess.STDOUT)
-    try:
-        wait_http(proc, port, "/readyz", name)
-        warm, rows = run_levels(name, proc, port)
-        final = relay_counters(port)
-    finally:
-        code = stop(proc)
+    wait_http(proc, port, "/readyz", name)
+    return proc
+
+
+def stop_relay(name, proc):
+    code = stop(proc)
     if code != 0:
-        log(f"{name} exited with code {code}; see {path}")
-    return warm, rows, final
+        log(f"{name} exited with code {code}; see {log_path(name).relative_to(REPO)}")
+
+
+def bench_relays(relays):
+    """relays: [(name, topic, port, spool_dir, binary)]; all run at once, measured in turn.
+    Returns {name: (warm-up row, rows, final counters)}."""
+    servers = []
+    try:
+        for name, topic, port, spool_dir, binary in relays:
+            servers.append((name, start_relay(topic, port, spool_dir, binary, name), port))
+        results = run_levels(servers)
+        return {name: (*results[name], relay_counters(port)) for name, _, port in servers}
+    finally:
+        for name, proc, _ in servers:
+            stop_relay(name, proc)
 
 
 def bench_ok_server(port):
@@ -424,7 +457,7 @@ def bench_ok_server(port):
                      stdout=server_log, stderr=subprocess.STDOUT)
     try:
         wait_http(proc, port, "/healthz", "ok_server")
-        return run_levels("http-ceiling", proc, port)[1]
+        return run_levels([("http-ceiling", proc, port)])["http-ceiling"][1]
     finally:
         stop(proc)
 
@@ -501,6 +534,15 @@ def fmt(x):
     return "n/a" if x is None else f"{x:.2f}"
 
 
+def both_ceilings(http, producer):
+    """The rate at which this machine could do both jobs, one HTTP exchange and one produced
+    record per callback, if each cost what it costs alone: each ceiling saturates the same
+    CPUs, so their costs per event add up: 1 / (1/HTTP + 1/producer)."""
+    if not (producer and producer["rps"] and http["rps"]):
+        return None
+    return 1 / (1 / http["rps"] + 1 / producer["rps"])
+
+
 def markdown(r):
     m, p, settings = r["machine"], r["producer_ceiling"], r["settings"]
     lines = [
@@ -510,32 +552,39 @@ def markdown(r):
         f"- date: {m['date']}; commit {m['commit']}; load average at start {' '.join(m['loadavg_at_start'])}",
         f"- load: {m['wrk']}, `wrk -c N -t min(N,2) -d {settings['seconds']}s` + bench/callback.lua, keep-alive, "
         f"{GROUPS} GroupIds, bodies {r['body_bytes']['min']}-{r['body_bytes']['max']} B "
-        f"(mean {r['body_bytes']['mean']} B), Sign checked; warm-up {settings['warmup_seconds']}s",
+        f"(mean {r['body_bytes']['mean']} B), Sign checked; warm-up {settings['warmup_seconds']}s"
+        + (f"; each level run {settings['rounds']} times, alternating between the relays, and the round "
+           "with the median req/s reported (errors summed over all rounds)" if settings.get("rounds", 1) > 1 else ""),
         f"- relay: target/release/tim-relay, {m['workers']} HTTP workers, topic with 3 partitions, acks=all, "
         f"RUST_LOG=warn; HTTP ceiling: examples/ok_server ({m['workers']} workers, same listener, "
         "reads the body and answers the fixed OK body)",
         "- everything (wrk, servers, Kafka broker) shares this machine; errors = non-200 answers + socket "
         "errors; RSS max = highest VmRSS sampled every 100 ms during the level; CPU s = the server's "
         "utime+stime during the level (CPU cores = that over the wall time); wrk and Kafka CPU s likewise",
+        "- relay / both = relay req/s over 1 / (1/HTTP ceiling + 1/producer ceiling): the rate this machine "
+        "could reach if answering the HTTP request and producing the record each cost what it costs alone "
+        "(both ceilings saturate the same CPUs, so their costs per event add up)",
         "",
         "| server | conns | req/s | p50 ms | p99 ms | p99.9 ms | errors | RSS max MiB | VmHWM MiB "
-        "| CPU s | CPU cores | wrk CPU s | Kafka CPU s | relay / HTTP | relay / producer |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| CPU s | CPU cores | wrk CPU s | Kafka CPU s | relay / HTTP | relay / producer | relay / both |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     baselines = r.get("baselines") or []
     for i, (relay, http) in enumerate(zip(r["relay"], r["http_ceiling"])):
         servers = [(f"relay @ {b['label']}", b["rows"][i]) for b in baselines]
         servers += [("relay", relay), ("HTTP ceiling", http)]
         for name, row in servers:
-            ratio_http = ratio_prod = ""
+            ratio_http = ratio_prod = ratio_both = ""
             if name.startswith("relay"):
                 ratio_http = f"{row['rps'] / http['rps']:.1%}" if http["rps"] else "n/a"
                 ratio_prod = f"{row['rps'] / p['rps']:.1%}" if p and p["rps"] else "n/a"
+                both = both_ceilings(http, p)
+                ratio_both = f"{row['rps'] / both:.1%}" if both else "n/a"
             lines.append(
                 f"| {name} | {row['connections']} | {row['rps']:,.0f} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} "
                 f"| {row['p999_ms']:.2f} | {row['errors']} | {row['rss_max_mib']:.1f} | {row['vmhwm_mib']:.1f} "
                 f"| {row['cpu_s']:.2f} | {row['cpu_cores']:.2f} | {row['wrk_cpu_s']:.2f} "
-                f"| {fmt(row['kafka_cpu_s'])} | {ratio_http} | {ratio_prod} |")
+                f"| {fmt(row['kafka_cpu_s'])} | {ratio_http} | {ratio_prod} | {ratio_both} |")
     for b in baselines:
         lines += ["", f"Before/after: this commit's relay against the relay at {b['label']}, same run, same load:", "",
                   "| conns | req/s before | req/s after | after / before | p99 ms before | p99 ms after "
@@ -619,10 +668,12 @@ def main():
     relay_topic, perf_topic = f"tim-relay-bench-{run_id}-relay", f"tim-relay-bench-{run_id}-perf"
     port = int(os.environ.get("BENCH_PORT") or free_port())
     spool_dir = tempfile.mkdtemp(prefix="tim-relay-bench-spool-")
+    spool_dirs = [spool_dir]
     started = time.monotonic()
     report = {"machine": machine(), "settings": {
         "seconds": SECONDS, "warmup_seconds": WARMUP_SECONDS, "levels": LEVELS, "groups": GROUPS,
-        "port": port, "relay_topic": relay_topic, "perf_topic": perf_topic, "perf_records": PERF_RECORDS},
+        "port": port, "relay_topic": relay_topic, "perf_topic": perf_topic, "perf_records": PERF_RECORDS,
+        "rounds": ROUNDS},
         "baselines": []}
     created = []
     try:
@@ -632,17 +683,18 @@ def main():
             kafka_tool("topics", "--create", "--topic", topic, "--partitions", "3", "--replication-factor", "1")
             created.append(topic)
 
+        relays = []
         for (label, binary), topic in zip(BASELINES, baseline_topics):
             log(f"baseline: the relay at {label} ({binary})")
             base_spool = tempfile.mkdtemp(prefix="tim-relay-bench-spool-")
-            try:
-                _, rows, outcomes = bench_relay(topic, port, base_spool, binary, f"relay @ {label}")
-            finally:
-                shutil.rmtree(base_spool, ignore_errors=True)
+            spool_dirs.append(base_spool)
+            relays.append((f"relay @ {label}", topic, free_port(), base_spool, binary))
+        relays.append(("relay", relay_topic, port, spool_dir, RELAY_BIN))
+        results = bench_relays(relays)
+        for (label, binary), (name, *_) in zip(BASELINES, relays):
+            _, rows, outcomes = results[name]
             report["baselines"].append({"label": label, "binary": binary, "rows": rows, "outcomes": outcomes})
-
-        report["relay_warmup"], report["relay"], report["relay_outcomes_total"] = bench_relay(
-            relay_topic, port, spool_dir)
+        report["relay_warmup"], report["relay"], report["relay_outcomes_total"] = results["relay"]
         report["body_bytes"] = report["relay_warmup"]["body_bytes"]
         report["event_bytes"], report["event_size_sample"] = event_size(
             relay_topic, report["body_bytes"]["mean"] or 600)
@@ -655,7 +707,8 @@ def main():
         report["http_ceiling"] = bench_ok_server(port)
     finally:
         stop_all()
-        shutil.rmtree(spool_dir, ignore_errors=True)
+        for d in spool_dirs:
+            shutil.rmtree(d, ignore_errors=True)
         if created and not KEEP_TOPICS:
             try:
                 # --delete takes a regular expression: one JVM for both topics.

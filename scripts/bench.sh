@@ -13,6 +13,8 @@
 # the current one, so each change is shown as a before/after ratio measured side by side, e.g.
 #   BENCH_COMPARE=HEAD~3 bash scripts/bench.sh
 # Each revision is built once from `git archive` into target/bench-compare (cached by commit).
+# With a baseline, every level runs BENCH_ROUNDS (3) times, alternating between the relays,
+# and the median round is reported.
 #
 # Installs what is missing: Debian's wrk, and matplotlib in a venv cached under
 # ~/.cache/tim-relay/bench-venv (without it there is no plot). The load generator is wrk
@@ -67,7 +69,9 @@ if [[ -n ${BENCH_COMPARE:-} ]]; then
       cp "$compare_dir/target/release/tim-relay" "$bin"
       rm -rf "$src"
     fi
-    BENCH_BASELINES+="${BENCH_BASELINES:+,}$rev@$sha=$bin"
+    label=$rev
+    [[ $sha == "$rev"* ]] || label="$rev ($sha)"
+    BENCH_BASELINES+="${BENCH_BASELINES:+,}$label=$bin"
   done
 fi
 export BENCH_BASELINES
