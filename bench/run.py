@@ -22,7 +22,8 @@ next request as soon as the previous answer arrives.
 Knobs (environment): BENCH_SECONDS (10) per level, BENCH_WARMUP_SECONDS (3),
 BENCH_LEVELS (1,16,64,256), BENCH_PORT (a free port), BENCH_PERF_RECORDS (300000),
 BENCH_KEEP_TOPICS (0: the bench topics are deleted at the end), BENCH_ROUNDS (1, or 3 with a
-baseline: rounds per level, median reported).
+baseline: rounds per level, median reported), BENCH_WAITING_CEILING_US (0: off; else the HTTP
+ceiling runs again, waiting that long before each answer, as the relay waits for Kafka).
 Only the standard library is needed; matplotlib, when importable, draws the plot.
 """
 
@@ -67,6 +68,9 @@ RELAY_BIN = REPO / "target" / "release" / "tim-relay"
 # Rounds per level: with a baseline, 3 alternating rounds and the median, since one 10 s run on
 # a shared 2-core machine can differ from the next by a third.
 ROUNDS = int(os.environ.get("BENCH_ROUNDS") or (3 if BASELINES else 1))
+# When set, the HTTP ceiling runs a second time waiting this long before each answer, as the
+# relay waits for Kafka: the cost of the HTTP exchange alone when answers are not immediate.
+WAITING_US = int(os.environ.get("BENCH_WAITING_CEILING_US") or 0)
 WRK_TIMEOUT = "10s"  # long enough that slow answers are measured, not dropped as timeouts
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 KAFKA_PID_FILE = Path(os.environ.get("KAFKA_DATA_DIR") or REPO / "target" / "kafka-data") / "kafka.pid"
@@ -409,6 +413,8 @@ def log_path(name):
     """results/relay.log, results/ok_server.log, results/relay-<label>.log for a baseline."""
     if name == "http-ceiling":
         return RESULTS / "ok_server.log"
+    if name.startswith("http-waiting"):
+        return RESULTS / "ok_server-waiting.log"
     return RESULTS / (re.sub(r"[^A-Za-z0-9._-]+", "_", name.replace("relay @ ", "relay-")) + ".log")
 
 
@@ -450,14 +456,15 @@ def bench_relays(relays):
             stop_relay(name, proc)
 
 
-def bench_ok_server(port):
-    env = {**os.environ, "RELAY_LISTEN": f"127.0.0.1:{port}"}
-    with open(RESULTS / "ok_server.log", "wb") as server_log:
+def bench_ok_server(port, delay_us=0):
+    env = {**os.environ, "RELAY_LISTEN": f"127.0.0.1:{port}", "OK_SERVER_DELAY_US": str(delay_us)}
+    name = "http-ceiling" if not delay_us else f"http-waiting-{delay_us}us"
+    with open(log_path(name), "wb") as server_log:
         proc = spawn([str(REPO / "target/release/examples/ok_server")], env=env, stdin=subprocess.DEVNULL,
                      stdout=server_log, stderr=subprocess.STDOUT)
     try:
         wait_http(proc, port, "/healthz", "ok_server")
-        return run_levels([("http-ceiling", proc, port)])["http-ceiling"][1]
+        return run_levels([(name, proc, port)])[name][1]
     finally:
         stop(proc)
 
@@ -534,6 +541,11 @@ def fmt(x):
     return "n/a" if x is None else f"{x:.2f}"
 
 
+def cpu_us(row):
+    """The server's CPU time per answered request, in microseconds."""
+    return f"{row['cpu_s'] / row['requests'] * 1e6:.1f}" if row["requests"] else "n/a"
+
+
 def both_ceilings(http, producer):
     """The rate at which this machine could do both jobs, one HTTP exchange and one produced
     record per callback, if each cost what it costs alone: each ceiling saturates the same
@@ -560,19 +572,23 @@ def markdown(r):
         "reads the body and answers the fixed OK body)",
         "- everything (wrk, servers, Kafka broker) shares this machine; errors = non-200 answers + socket "
         "errors; RSS max = highest VmRSS sampled every 100 ms during the level; CPU s = the server's "
-        "utime+stime during the level (CPU cores = that over the wall time); wrk and Kafka CPU s likewise",
+        "utime+stime during the level (CPU cores = that over the wall time; CPU µs/req = that per answered "
+        "request); wrk and Kafka CPU s likewise",
         "- relay / both = relay req/s over 1 / (1/HTTP ceiling + 1/producer ceiling): the rate this machine "
         "could reach if answering the HTTP request and producing the record each cost what it costs alone "
         "(both ceilings saturate the same CPUs, so their costs per event add up)",
         "",
         "| server | conns | req/s | p50 ms | p99 ms | p99.9 ms | errors | RSS max MiB | VmHWM MiB "
-        "| CPU s | CPU cores | wrk CPU s | Kafka CPU s | relay / HTTP | relay / producer | relay / both |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| CPU s | CPU cores | CPU µs/req | wrk CPU s | Kafka CPU s | relay / HTTP | relay / producer | relay / both |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     baselines = r.get("baselines") or []
+    waiting = r.get("http_waiting") or []
     for i, (relay, http) in enumerate(zip(r["relay"], r["http_ceiling"])):
         servers = [(f"relay @ {b['label']}", b["rows"][i]) for b in baselines]
         servers += [("relay", relay), ("HTTP ceiling", http)]
+        if waiting:
+            servers.append((f"HTTP waiting {r['settings']['waiting_us']} µs", waiting[i]))
         for name, row in servers:
             ratio_http = ratio_prod = ratio_both = ""
             if name.startswith("relay"):
@@ -583,7 +599,7 @@ def markdown(r):
             lines.append(
                 f"| {name} | {row['connections']} | {row['rps']:,.0f} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} "
                 f"| {row['p999_ms']:.2f} | {row['errors']} | {row['rss_max_mib']:.1f} | {row['vmhwm_mib']:.1f} "
-                f"| {row['cpu_s']:.2f} | {row['cpu_cores']:.2f} | {row['wrk_cpu_s']:.2f} "
+                f"| {row['cpu_s']:.2f} | {row['cpu_cores']:.2f} | {cpu_us(row)} | {row['wrk_cpu_s']:.2f} "
                 f"| {fmt(row['kafka_cpu_s'])} | {ratio_http} | {ratio_prod} | {ratio_both} |")
     for b in baselines:
         lines += ["", f"Before/after: this commit's relay against the relay at {b['label']}, same run, same load:", "",
@@ -633,6 +649,8 @@ def plot(r, path):
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     series = [(f"relay @ {b['label']}", b["rows"], "^:") for b in r.get("baselines") or []]
     series += [("relay", r["relay"], "o-"), ("HTTP ceiling", r["http_ceiling"], "s--")]
+    if r.get("http_waiting"):
+        series.append((f"HTTP waiting {r['settings']['waiting_us']} µs", r["http_waiting"], "d-."))
     for name, rows, style in series:
         x = [row["connections"] for row in rows]
         ax1.plot(x, [row["rps"] for row in rows], style, label=name)
@@ -673,7 +691,7 @@ def main():
     report = {"machine": machine(), "settings": {
         "seconds": SECONDS, "warmup_seconds": WARMUP_SECONDS, "levels": LEVELS, "groups": GROUPS,
         "port": port, "relay_topic": relay_topic, "perf_topic": perf_topic, "perf_records": PERF_RECORDS,
-        "rounds": ROUNDS},
+        "rounds": ROUNDS, "waiting_us": WAITING_US},
         "baselines": []}
     created = []
     try:
@@ -705,6 +723,8 @@ def main():
         log(f"producer ceiling: {report['producer_ceiling']['summary_line']}")
 
         report["http_ceiling"] = bench_ok_server(port)
+        if WAITING_US:
+            report["http_waiting"] = bench_ok_server(port, WAITING_US)
     finally:
         stop_all()
         for d in spool_dirs:

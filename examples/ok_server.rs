@@ -4,6 +4,11 @@
 //! event, Kafka). Listener, worker count, keep-alive and connection bound follow the relay's
 //! variables and defaults, so both servers face the same load in the same shape.
 //!
+//! `OK_SERVER_DELAY_US` (default 0) makes it wait that long before answering, as the relay
+//! waits for Kafka's acknowledgement: what an HTTP exchange costs when answers are not
+//! immediate (fewer requests per wake-up, more timers and context switches), without any of
+//! the relay's work (`BENCH_WAITING_CEILING_US` in scripts/bench.sh).
+//!
 //!   RELAY_LISTEN=127.0.0.1:8080 cargo run --release --example ok_server
 
 use std::time::Duration;
@@ -26,9 +31,14 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     }
 }
 
-async fn callback(payload: web::Payload) -> HttpResponse {
+async fn callback(payload: web::Payload, delay: web::Data<Duration>) -> HttpResponse {
     match payload.to_bytes_limited(BODY_LIMIT).await {
-        Ok(Ok(_body)) => HttpResponse::Ok().content_type("application/json").body(OK_BODY),
+        Ok(Ok(_body)) => {
+            if !delay.is_zero() {
+                tokio::time::sleep(**delay).await;
+            }
+            HttpResponse::Ok().content_type("application/json").body(OK_BODY)
+        }
         _ => HttpResponse::BadRequest().finish(),
     }
 }
@@ -45,9 +55,11 @@ async fn main() -> std::io::Result<()> {
     let workers: usize = env_or("RELAY_WORKERS", default_workers).max(1);
     let keep_alive: u64 = env_or("RELAY_KEEP_ALIVE_SECS", 60);
     let max_connections: usize = env_or("RELAY_MAX_CONNECTIONS", 4096);
+    let delay = web::Data::new(Duration::from_micros(env_or("OK_SERVER_DELAY_US", 0)));
     eprintln!("ok_server: listening on {listen}, {workers} workers");
     HttpServer::new(move || {
         App::new()
+            .app_data(delay.clone())
             .route(&path, web::post().to(callback))
             .route("/healthz", web::get().to(healthz))
     })

@@ -14,7 +14,8 @@
 #   BENCH_COMPARE=HEAD~3 bash scripts/bench.sh
 # Each revision is built once from `git archive` into target/bench-compare (cached by commit).
 # With a baseline, every level runs BENCH_ROUNDS (3) times, alternating between the relays,
-# and the median round is reported.
+# and the median round is reported. BENCH_WAITING_CEILING_US (off): also measure the HTTP
+# ceiling waiting that long before each answer, as the relay waits for Kafka, e.g. 2500.
 #
 # Installs what is missing: Debian's wrk, and matplotlib in a venv cached under
 # ~/.cache/tim-relay/bench-venv (without it there is no plot). The load generator is wrk
