@@ -288,25 +288,21 @@ mod read {
             let [group_id, command, group_type, operator, name, introduction, notification, face_url] =
                 self.strings;
             let max = limits.max_field_bytes;
-            let mut i = 0;
-            let mut string = |v: Option<Value>| {
-                let field = STRINGS[i];
-                i += 1;
-                v.map(|v| checked_string(v, field, max)).transpose()
-            };
-            let group_id = string(group_id)?.ok_or(BodyError::MissingGroupId)?;
+            let string =
+                |i: usize, v: Option<Value>| v.map(|v| checked_string(v, STRINGS[i], max)).transpose();
+            let group_id = string(0, group_id)?.ok_or(BodyError::MissingGroupId)?;
             if group_id.is_empty() {
                 return Err(BodyError::EmptyGroupId);
             }
             Ok(GroupInfoChanged {
-                callback_command: string(command)?,
+                callback_command: string(1, command)?,
                 group_id,
-                group_type: string(group_type)?,
-                operator: string(operator)?,
-                name: string(name)?,
-                introduction: string(introduction)?,
-                notification: string(notification)?,
-                face_url: string(face_url)?,
+                group_type: string(2, group_type)?,
+                operator: string(3, operator)?,
+                name: string(4, name)?,
+                introduction: string(5, introduction)?,
+                notification: string(6, notification)?,
+                face_url: string(7, face_url)?,
                 custom: self.custom.transpose()?,
                 event_time_ms: self.event_time.map(checked_event_time).transpose()?,
                 extra: self.extra,
