@@ -330,22 +330,24 @@ mod read {
         }
     }
 
-    struct KeySeed;
+    /// An object key, classified by the function without copying it (`.0` names what is
+    /// expected, for serde's messages).
+    struct NameSeed<F>(&'static str, F);
 
-    impl<'de> DeserializeSeed<'de> for KeySeed {
-        type Value = Key;
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Key, D::Error> {
+    impl<'de, T, F: FnOnce(&str) -> T> DeserializeSeed<'de> for NameSeed<F> {
+        type Value = T;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<T, D::Error> {
             d.deserialize_str(self)
         }
     }
 
-    impl Visitor<'_> for KeySeed {
-        type Value = Key;
+    impl<T, F: FnOnce(&str) -> T> Visitor<'_> for NameSeed<F> {
+        type Value = T;
         fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a field name")
+            f.write_str(self.0)
         }
-        fn visit_str<E>(self, name: &str) -> Result<Key, E> {
-            Ok(Key::new(name))
+        fn visit_str<E>(self, name: &str) -> Result<T, E> {
+            Ok((self.1)(name))
         }
     }
 
@@ -360,7 +362,7 @@ mod read {
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
             let mut fields = Fields::default();
-            while let Some(key) = map.next_key_seed(KeySeed)? {
+            while let Some(key) = map.next_key_seed(NameSeed("a field name", Key::new))? {
                 match key {
                     Key::String(i) => fields.strings[i] = Some(map.next_value()?),
                     Key::EventTime => fields.event_time = Some(map.next_value()?),
@@ -443,27 +445,13 @@ mod read {
         Other,
     }
 
-    /// A member name of a list entry, compared without copying it.
-    struct MemberSeed;
-
-    impl<'de> DeserializeSeed<'de> for MemberSeed {
-        type Value = Member;
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Member, D::Error> {
-            d.deserialize_str(self)
-        }
-    }
-
-    impl Visitor<'_> for MemberSeed {
-        type Value = Member;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a member name")
-        }
-        fn visit_str<E>(self, name: &str) -> Result<Member, E> {
-            Ok(match name {
+    impl Member {
+        fn new(name: &str) -> Self {
+            match name {
                 "Key" => Member::Key,
                 "Value" => Member::Value,
                 _ => Member::Other,
-            })
+            }
         }
     }
 
@@ -487,7 +475,7 @@ mod read {
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entry, A::Error> {
             let (mut key, mut value) = (None, None);
-            while let Some(member) = map.next_key_seed(MemberSeed)? {
+            while let Some(member) = map.next_key_seed(NameSeed("a member name", Member::new))? {
                 match member {
                     Member::Key => key = Some(map.next_value()?),
                     Member::Value => value = Some(map.next_value()?),
