@@ -604,15 +604,13 @@ def markdown(r):
     for b in baselines:
         lines += ["", f"Before/after: this commit's relay against the relay at {b['label']}, same run, same load:", "",
                   "| conns | req/s before | req/s after | after / before | p99 ms before | p99 ms after "
-                  "| p99 after / before | CPU s per 10k req before | after |",
+                  "| p99 after / before | CPU µs/req before | after |",
                   "|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
         for old, new in zip(b["rows"], r["relay"]):
-            def per10k(row):
-                return row["cpu_s"] / row["requests"] * 10_000 if row["requests"] else float("nan")
             lines.append(
                 f"| {new['connections']} | {old['rps']:,.0f} | {new['rps']:,.0f} | {new['rps'] / old['rps']:.2f}x "
                 f"| {old['p99_ms']:.2f} | {new['p99_ms']:.2f} | {new['p99_ms'] / old['p99_ms']:.2f}x "
-                f"| {per10k(old):.2f} | {per10k(new):.2f} |")
+                f"| {cpu_us(old)} | {cpu_us(new)} |")
     lines += ["", "Producer ceiling (Kafka ProducerPerformance, acks=all, idempotent, keyed over "
               f"{GROUPS} keys, same 3-partition topic layout):", ""]
     if p:
