@@ -42,10 +42,12 @@ impl CallbackQuery {
 }
 
 /// `UserDefinedDataList` entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CustomField {
     pub key: String,
     pub value: String,
+    /// Members besides `Key` and `Value`, verbatim: nothing Tencent sends is dropped.
+    pub extra: Map<String, Value>,
 }
 
 /// The body of `Group.CallbackAfterGroupInfoChanged`, fields typed, unknown ones kept aside.
@@ -223,7 +225,8 @@ fn take_custom(
         .into_iter()
         .map(|item| match item {
             Value::Object(mut entry) => {
-                checked_custom(entry.remove("Key"), entry.remove("Value"), limits.max_field_bytes)
+                let (key, value) = (entry.shift_remove("Key"), entry.shift_remove("Value"));
+                checked_custom(key, value, entry, limits.max_field_bytes)
             }
             _ => Err(BodyError::BadCustomList),
         })
@@ -231,8 +234,13 @@ fn take_custom(
         .map(Some)
 }
 
-/// One `UserDefinedDataList` entry from its `Key` and `Value` members.
-fn checked_custom(key: Option<Value>, value: Option<Value>, max: usize) -> Result<CustomField, BodyError> {
+/// One `UserDefinedDataList` entry from its `Key` and `Value` members and any others.
+fn checked_custom(
+    key: Option<Value>,
+    value: Option<Value>,
+    extra: Map<String, Value>,
+    max: usize,
+) -> Result<CustomField, BodyError> {
     match (key, value) {
         (Some(Value::String(key)), Some(Value::String(value))) => {
             if key.len() > max {
@@ -240,7 +248,7 @@ fn checked_custom(key: Option<Value>, value: Option<Value>, max: usize) -> Resul
             } else if value.len() > max {
                 Err(BodyError::FieldTooLong("UserDefinedDataList.Value", max))
             } else {
-                Ok(CustomField { key, value })
+                Ok(CustomField { key, value, extra })
             }
         }
         _ => Err(BodyError::BadCustomList),
@@ -404,7 +412,8 @@ mod read {
                 if count > max_custom_fields || first_error.is_some() {
                     continue;
                 }
-                match entry.and_then(|(key, value)| checked_custom(key, value, max_field_bytes)) {
+                match entry.and_then(|(key, value, extra)| checked_custom(key, value, extra, max_field_bytes))
+                {
                     Ok(field) => list.push(field),
                     Err(e) => first_error = Some(e),
                 }
@@ -442,7 +451,7 @@ mod read {
     enum Member {
         Key,
         Value,
-        Other,
+        Other(String),
     }
 
     impl Member {
@@ -450,16 +459,16 @@ mod read {
             match name {
                 "Key" => Member::Key,
                 "Value" => Member::Value,
-                _ => Member::Other,
+                _ => Member::Other(name.to_owned()),
             }
         }
     }
 
-    /// One list entry: its `Key` and `Value` members (the last of each, if repeated), or an
-    /// error when it is not an object.
+    /// One list entry: its `Key` and `Value` members (the last of each, if repeated) and the
+    /// others, or an error when it is not an object.
     struct EntrySeed;
 
-    type Entry = Result<(Option<Value>, Option<Value>), BodyError>;
+    type Entry = Result<(Option<Value>, Option<Value>, Map<String, Value>), BodyError>;
 
     impl<'de> DeserializeSeed<'de> for EntrySeed {
         type Value = Entry;
@@ -474,17 +483,17 @@ mod read {
             f.write_str("a UserDefinedDataList entry")
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entry, A::Error> {
-            let (mut key, mut value) = (None, None);
+            let (mut key, mut value, mut extra) = (None, None, Map::new());
             while let Some(member) = map.next_key_seed(NameSeed("a member name", Member::new))? {
                 match member {
                     Member::Key => key = Some(map.next_value()?),
                     Member::Value => value = Some(map.next_value()?),
-                    Member::Other => {
-                        map.next_value::<Value>()?;
+                    Member::Other(name) => {
+                        extra.insert(name, map.next_value()?);
                     }
                 }
             }
-            Ok(Ok((key, value)))
+            Ok(Ok((key, value, extra)))
         }
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Entry, A::Error> {
             while seq.next_element::<Value>()?.is_some() {}

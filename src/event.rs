@@ -27,6 +27,10 @@ pub struct Changes {
     pub face_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub custom: Option<Map<String, Value>>,
+    /// Members of `UserDefinedDataList` entries besides `Key` and `Value`, by the entry's `Key`;
+    /// absent when no entry has any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom_members: Option<Map<String, Value>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -73,9 +77,18 @@ impl ChangeEvent {
             }
             None => Uuid::new_v4(),
         };
+        let mut custom_members = Map::new();
         let custom = body.custom.map(|list| {
             list.into_iter()
-                .map(|f| (f.key, Value::String(f.value)))
+                .map(|f| {
+                    if f.extra.is_empty() {
+                        // A repeated Key keeps its last entry, members included.
+                        custom_members.shift_remove(&f.key);
+                    } else {
+                        custom_members.insert(f.key.clone(), Value::Object(f.extra));
+                    }
+                    (f.key, Value::String(f.value))
+                })
                 .collect::<Map<_, _>>()
         });
         ChangeEvent {
@@ -96,6 +109,7 @@ impl ChangeEvent {
                 notification: body.notification,
                 face_url: body.face_url,
                 custom,
+                custom_members: (!custom_members.is_empty()).then_some(custom_members),
             },
             extra: body.extra,
         }
@@ -206,6 +220,27 @@ mod tests {
             a.id,
             event(r#"{"GroupId":"g","Name":"m","EventTime":"1670574414123"}"#, "").id
         );
+    }
+
+    #[test]
+    fn custom_entry_members_besides_key_and_value_are_kept_under_custom_members() {
+        let v = value(&event(
+            r#"{"GroupId":"g","UserDefinedDataList":[
+                {"Key":"a","Value":"1","Seq":7,"Tag":{"x":true}},
+                {"Key":"b","Value":"2"},
+                {"Key":"c","Value":"3","Note":"first"},{"Key":"c","Value":"4"}]}"#,
+            "",
+        ));
+        assert_eq!(v["changes"]["custom"], json!({"a": "1", "b": "2", "c": "4"}));
+        assert_eq!(
+            v["changes"]["custom_members"],
+            json!({"a": {"Seq": 7, "Tag": {"x": true}}})
+        );
+        let plain = value(&event(
+            r#"{"GroupId":"g","UserDefinedDataList":[{"Key":"a","Value":"1"}]}"#,
+            "",
+        ));
+        assert!(plain["changes"].get("custom_members").is_none());
     }
 
     #[test]
