@@ -24,9 +24,18 @@ struct Env {
     /// How far `RequestTime` may lie from the relay's clock, in seconds.
     #[serde(default = "default_skew")]
     tim_sign_max_skew_secs: u64,
-    /// Address the HTTP server binds.
+    /// Address the HTTP server for callbacks binds.
     #[serde(default = "default_listen")]
     relay_listen: String,
+    /// Address the operators' HTTP server binds: `/healthz`, `/readyz`, `/metrics`.
+    #[serde(default = "default_admin_listen")]
+    relay_admin_listen: String,
+    /// `text` (default) or `json`: one JSON object per log line.
+    #[serde(default = "default_log_format")]
+    relay_log_format: String,
+    /// How long, after SIGTERM/SIGINT, the relay keeps forwarding its spool to Kafka.
+    #[serde(default = "default_drain")]
+    relay_shutdown_drain_secs: u64,
     /// Path Tencent posts callbacks to.
     #[serde(default = "default_path")]
     relay_callback_path: String,
@@ -89,6 +98,15 @@ fn default_skew() -> u64 {
 fn default_listen() -> String {
     "0.0.0.0:8080".into()
 }
+fn default_admin_listen() -> String {
+    "0.0.0.0:9090".into()
+}
+fn default_log_format() -> String {
+    "text".into()
+}
+fn default_drain() -> u64 {
+    20
+}
 fn default_path() -> String {
     "/callback".into()
 }
@@ -136,6 +154,11 @@ pub struct Config {
     pub callback_token: Option<String>,
     pub sign_max_skew: Duration,
     pub listen: SocketAddr,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served, apart from the callbacks.
+    pub admin_listen: SocketAddr,
+    pub log_format: LogFormat,
+    /// After SIGTERM/SIGINT: how long the spool is still forwarded before the relay exits.
+    pub shutdown_drain: Duration,
     pub callback_path: String,
     pub body_limit_bytes: usize,
     pub ack_timeout: Duration,
@@ -169,6 +192,15 @@ pub struct AccessRules {
     pub allowed: Vec<IpNet>,
     pub trusted_proxies: Vec<IpNet>,
     pub client_ip_header: String,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// env_logger's human-readable lines.
+    Text,
+    /// One JSON object per line: `ts`, `level`, `target`, `message`.
+    Json,
 }
 
 #[derive(Debug, Clone)]
@@ -226,6 +258,23 @@ impl Config {
                 format!("`{}` is not an address like 0.0.0.0:8080", env.relay_listen),
             )
         })?;
+        let admin_listen: SocketAddr = env.relay_admin_listen.parse().map_err(|_| {
+            ConfigError::new(
+                "RELAY_ADMIN_LISTEN",
+                format!("`{}` is not an address like 0.0.0.0:9090", env.relay_admin_listen),
+            )
+        })?;
+        if admin_listen == listen && listen.port() != 0 {
+            return Err(ConfigError::new(
+                "RELAY_ADMIN_LISTEN",
+                "must differ from RELAY_LISTEN: operator endpoints stay off the callback listener",
+            ));
+        }
+        let log_format = match env.relay_log_format.trim().to_ascii_lowercase().as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            _ => return Err(ConfigError::new("RELAY_LOG_FORMAT", "must be `text` or `json`")),
+        };
         if !env.relay_callback_path.starts_with('/') {
             return Err(ConfigError::new("RELAY_CALLBACK_PATH", "must start with `/`"));
         }
@@ -327,14 +376,19 @@ impl Config {
                 ))
             }
         };
+        let ack_timeout = Duration::from_millis(env.relay_ack_timeout_ms);
+        guard_producer_properties(&producer_properties, ack_timeout)?;
         Ok(Config {
             sdk_app_id: app_id,
             callback_token: token,
             sign_max_skew: Duration::from_secs(env.tim_sign_max_skew_secs),
             listen,
+            admin_listen,
+            log_format,
+            shutdown_drain: Duration::from_secs(env.relay_shutdown_drain_secs),
             callback_path: env.relay_callback_path,
             body_limit_bytes: env.relay_body_limit_bytes,
-            ack_timeout: Duration::from_millis(env.relay_ack_timeout_ms),
+            ack_timeout,
             bootstrap_servers: env.kafka_bootstrap_servers,
             topic: env.kafka_topic,
             spool_dir: PathBuf::from(env.relay_spool_dir),
@@ -354,6 +408,45 @@ impl Config {
             property.replace('.', "_").to_ascii_uppercase()
         )
     }
+}
+
+/// Refuses `KAFKA_PRODUCER_*` overrides that would let an OK answer mean less than
+/// "acknowledged by every in-sync replica, or spooled", or would break one group's order.
+fn guard_producer_properties(
+    props: &BTreeMap<String, String>,
+    ack_timeout: Duration,
+) -> Result<(), ConfigError> {
+    for (name, value) in props {
+        let v = value.trim().to_ascii_lowercase();
+        let refused = match name.as_str() {
+            "acks" | "request.required.acks" => (v != "all" && v != "-1")
+                .then_some("must stay `all`: OK means every in-sync replica has the event"),
+            "enable.idempotence" => (!matches!(v.as_str(), "true" | "1"))
+                .then_some("must stay true: retries must not duplicate or reorder a group's events"),
+            "message.timeout.ms" | "delivery.timeout.ms" => match v.parse::<u64>() {
+                Ok(ms) if ms > 0 && ms <= ack_timeout.as_millis() as u64 => None,
+                _ => Some(
+                    "must be between 1 and RELAY_ACK_TIMEOUT_MS: a record must not reach Kafka \
+                     after the relay spooled a copy of it",
+                ),
+            },
+            "transactional.id" => Some("is not supported: the relay's producer is not transactional"),
+            "partitioner" => matches!(v.as_str(), "random")
+                .then_some("must keep one GroupId in one partition (not `random`)"),
+            "max.in.flight.requests.per.connection" | "max.in.flight" => match v.parse::<u64>() {
+                Ok(n) if (1..=5).contains(&n) => None,
+                _ => Some("must be 1 to 5: the idempotent producer keeps order only up to 5"),
+            },
+            "retries" | "message.send.max.retries" => {
+                (v == "0").then_some("must not be 0: a transient broker error would turn into a spool write")
+            }
+            _ => None,
+        };
+        if let Some(reason) = refused {
+            return Err(ConfigError::new(Config::producer_var(name), reason));
+        }
+    }
+    Ok(())
 }
 
 /// Parses a comma-separated CIDR list; a bare address means just that address.
@@ -397,7 +490,7 @@ impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "sdk_app_id={} token={} sign_max_skew={}s listen={} path={} body_limit={}B ack_timeout={}ms \
+            "sdk_app_id={} token={} sign_max_skew={}s listen={} admin_listen={} shutdown_drain={}s path={} body_limit={}B ack_timeout={}ms \
              bootstrap={} topic={} spool={} spool_max={}B header_timeout={}ms body_timeout={}ms keep_alive={}s \
              max_connections={} max_pending_publishes={} max_custom_fields={} max_field_bytes={} allowed_cidrs={} \
              trusted_proxies={} tls={}",
@@ -409,6 +502,8 @@ impl fmt::Display for Config {
             },
             self.sign_max_skew.as_secs(),
             self.listen,
+            self.admin_listen,
+            self.shutdown_drain.as_secs(),
             self.callback_path,
             self.body_limit_bytes,
             self.ack_timeout.as_millis(),
@@ -470,6 +565,56 @@ mod tests {
         assert_eq!(c.body_limit_bytes, 1 << 20);
         assert_eq!(c.topic, "tim.group-info-changed");
         assert!(c.callback_token.is_none());
+        assert_eq!(c.admin_listen.to_string(), "0.0.0.0:9090");
+        assert_eq!(c.log_format, LogFormat::Text);
+        assert_eq!(c.shutdown_drain, Duration::from_secs(20));
+    }
+
+    #[test]
+    fn producer_overrides_that_weaken_the_promise_are_refused_naming_the_variable() {
+        for (var, value) in [
+            ("KAFKA_PRODUCER_ACKS", "1"),
+            ("KAFKA_PRODUCER_REQUEST_REQUIRED_ACKS", "0"),
+            ("KAFKA_PRODUCER_ENABLE_IDEMPOTENCE", "false"),
+            ("KAFKA_PRODUCER_MESSAGE_TIMEOUT_MS", "0"),
+            ("KAFKA_PRODUCER_MESSAGE_TIMEOUT_MS", "30000"),
+            ("KAFKA_PRODUCER_DELIVERY_TIMEOUT_MS", "120000"),
+            ("KAFKA_PRODUCER_TRANSACTIONAL_ID", "relay"),
+            ("KAFKA_PRODUCER_PARTITIONER", "random"),
+            ("KAFKA_PRODUCER_MAX_IN_FLIGHT_REQUESTS_PER_CONNECTION", "10"),
+            ("KAFKA_PRODUCER_RETRIES", "0"),
+        ] {
+            let err = Config::from_vars(vars(&[("TIM_SDK_APP_ID", "1"), (var, value)]))
+                .expect_err(&format!("{var}={value} refused"));
+            assert_eq!(err.var, var, "{err}");
+        }
+        for (var, value) in [
+            ("KAFKA_PRODUCER_ACKS", "all"),
+            ("KAFKA_PRODUCER_ACKS", "-1"),
+            ("KAFKA_PRODUCER_ENABLE_IDEMPOTENCE", "true"),
+            ("KAFKA_PRODUCER_MESSAGE_TIMEOUT_MS", "1000"),
+            ("KAFKA_PRODUCER_LINGER_MS", "0"),
+            ("KAFKA_PRODUCER_PARTITIONER", "murmur2_random"),
+            ("KAFKA_PRODUCER_MAX_IN_FLIGHT_REQUESTS_PER_CONNECTION", "1"),
+        ] {
+            Config::from_vars(vars(&[("TIM_SDK_APP_ID", "1"), (var, value)]))
+                .unwrap_or_else(|e| panic!("{var}={value} accepted: {e}"));
+        }
+    }
+
+    #[test]
+    fn the_admin_listener_and_log_format_are_checked() {
+        let err =
+            Config::from_vars(vars(&[("TIM_SDK_APP_ID", "1"), ("RELAY_ADMIN_LISTEN", "x")])).unwrap_err();
+        assert_eq!(err.var, "RELAY_ADMIN_LISTEN");
+        let err = Config::from_vars(vars(&[("TIM_SDK_APP_ID", "1"), ("RELAY_LISTEN", "0.0.0.0:9090")]))
+            .unwrap_err();
+        assert_eq!(err.var, "RELAY_ADMIN_LISTEN");
+        let err =
+            Config::from_vars(vars(&[("TIM_SDK_APP_ID", "1"), ("RELAY_LOG_FORMAT", "xml")])).unwrap_err();
+        assert_eq!(err.var, "RELAY_LOG_FORMAT");
+        let c = Config::from_vars(vars(&[("TIM_SDK_APP_ID", "1"), ("RELAY_LOG_FORMAT", "JSON")])).unwrap();
+        assert_eq!(c.log_format, LogFormat::Json);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! HTTP: the callback route, health, readiness and metrics, and the `Application` that binds them.
+//! HTTP: the callback route, and the `Application` that binds it beside the admin listener.
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -8,6 +8,7 @@ use actix_web::dev::Server;
 use actix_web::http::{header, KeepAlive, StatusCode};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 
+use crate::admin::{self, Readiness};
 use crate::auth::Authenticator;
 use crate::callback::{BodyLimits, CallbackQuery, GroupInfoChanged, COMMAND};
 use crate::config::{AccessRules, Config, ConfigError};
@@ -20,12 +21,13 @@ use crate::record::Record;
 use crate::relay::{Delivered, Relay};
 use crate::spool::Spool;
 
-/// How long `/readyz` waits for the broker's metadata answer.
-const READY_TIMEOUT: Duration = Duration::from_secs(2);
 /// Refusal `warn` lines per second, at most; the rest are counted in the next line.
 const REFUSAL_LOG_LINES_PER_SECOND: u32 = 20;
 /// How long shutdown waits for queued events to reach the broker.
-const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long in-flight callbacks may take to finish once the relay stops (each waits at most
+/// the ack timeout, under 2 s).
+const IN_FLIGHT_GRACE_SECS: u64 = 3;
 
 pub struct AppState {
     pub auth: Authenticator,
@@ -38,11 +40,15 @@ pub struct AppState {
     pub refusal_log: LogLimit,
 }
 
-/// A bound, not yet running relay.
+/// A bound, not yet running relay: the callback listener and the admin listener.
 pub struct Application {
     port: u16,
+    admin_port: u16,
     server: Server,
+    admin: Server,
     relay: Relay,
+    readiness: Arc<Readiness>,
+    drain: Duration,
 }
 
 impl Application {
@@ -51,7 +57,15 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .map_err(|e| ConfigError::new("RELAY_LISTEN", format!("cannot bind {}: {e}", config.listen)))?;
         let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+        let admin_listener = TcpListener::bind(config.admin_listen).map_err(|e| {
+            ConfigError::new(
+                "RELAY_ADMIN_LISTEN",
+                format!("cannot bind {}: {e}", config.admin_listen),
+            )
+        })?;
+        let admin_port = admin_listener.local_addr().map(|a| a.port()).unwrap_or_default();
         let metrics = Arc::new(Metrics::new());
+        metrics.spool_max_bytes.set(config.spool_max_bytes as i64);
         let publisher = Arc::new(Publisher::new(&config, metrics.duplicates.clone())?);
         let spool = Spool::open(&config.spool_dir, config.spool_max_bytes)
             .map_err(|e| ConfigError::new("RELAY_SPOOL_DIR", e.to_string()))?;
@@ -80,9 +94,6 @@ impl Application {
                 .app_data(state.clone())
                 .route(&path, web::post().to(callback))
                 .route(&path, web::route().to(method_not_allowed))
-                .route("/healthz", web::get().to(healthz))
-                .route("/readyz", web::get().to(readyz))
-                .route("/metrics", web::get().to(metrics_text))
                 .default_service(web::to(not_found))
         })
         .workers(workers)
@@ -96,53 +107,112 @@ impl Application {
             KeepAlive::Timeout(limits.keep_alive)
         })
         // In-flight callbacks wait at most the ack timeout; this bound only guards against a stuck one.
-        .shutdown_timeout(5);
+        .shutdown_timeout(IN_FLIGHT_GRACE_SECS)
+        // SIGINT would make actix stop at once; the relay handles both signals itself.
+        .disable_signals();
         let server = match &config.tls {
             Some(paths) => server.listen_rustls_0_23(listener, crate::tls::server_config(paths)?),
             None => server.listen(listener),
         }
         .map_err(|e| ConfigError::new("RELAY_LISTEN", e.to_string()))?
         .run();
-        Ok(Self { port, server, relay })
+        let readiness = Readiness::new();
+        let admin = admin::server(admin_listener, relay.clone(), readiness.clone())
+            .map_err(|e| ConfigError::new("RELAY_ADMIN_LISTEN", e.to_string()))?;
+        Ok(Self {
+            port,
+            admin_port,
+            server,
+            admin,
+            relay,
+            readiness,
+            drain: config.shutdown_drain,
+        })
     }
 
+    /// The callback listener's port.
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    /// Serves and forwards the spool until SIGTERM/SIGINT, lets in-flight callbacks finish,
-    /// stops the forwarder after its current round, then flushes the producer. What is still
-    /// spooled stays on disk for the next start.
+    /// The admin listener's port (`/healthz`, `/readyz`, `/metrics`).
+    pub fn admin_port(&self) -> u16 {
+        self.admin_port
+    }
+
+    /// Serves and forwards the spool until SIGTERM or SIGINT (both stop the same way): readiness
+    /// turns 503, the callback listener closes and in-flight callbacks finish, the forwarder
+    /// keeps forwarding the spool for up to `RELAY_SHUTDOWN_DRAIN_SECS`, then the producer is
+    /// flushed. What is still spooled stays on disk for the next start.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let forwarder = tokio::spawn(self.relay.clone().forward(stopped));
-        let served = self.server.await;
+        let probe = tokio::spawn(self.readiness.clone().probe_forever(self.relay.clone()));
+        let callbacks = self.server.handle();
+        let admin = self.admin.handle();
+        let admin_task = tokio::spawn(self.admin);
+        let mut served = tokio::spawn(self.server);
+        let served = tokio::select! {
+            signal = stop_signal() => {
+                log::info!(
+                    "{signal}: no new callbacks; finishing those in flight, then forwarding the spool for up to {}s",
+                    self.drain.as_secs()
+                );
+                self.readiness.set_stopping();
+                callbacks.stop(true).await;
+                served.await
+            }
+            result = &mut served => result,
+        };
         let _ = stop.send(true);
-        if tokio::time::timeout(FLUSH_TIMEOUT, forwarder).await.is_err() {
-            log::error!("forwarder did not stop within {FLUSH_TIMEOUT:?}");
+        let margin = FLUSH_TIMEOUT;
+        if tokio::time::timeout(self.drain + margin, forwarder)
+            .await
+            .is_err()
+        {
+            log::error!("forwarder did not stop within {:?}", self.drain + margin);
         }
-        served?;
-        let publisher = self.relay.publisher;
+        let publisher = self.relay.publisher.clone();
         let flushed = tokio::task::spawn_blocking(move || publisher.flush(FLUSH_TIMEOUT)).await;
+        let (events, _) = self.relay.spool.depth();
         match flushed {
-            Ok(Ok(())) => log::info!("stopped: producer flushed"),
+            Ok(Ok(())) => log::info!("stopped: producer flushed; {events} events stay in the spool"),
             Ok(Err(e)) => log::error!("stopped: producer flush incomplete after {FLUSH_TIMEOUT:?}: {e}"),
             Err(e) => log::error!("stopped: producer flush did not run: {e}"),
         }
-        Ok(())
+        probe.abort();
+        admin.stop(true).await;
+        let _ = admin_task.await;
+        served.map_err(std::io::Error::other)?
+    }
+}
+
+/// Resolves with the signal's name at SIGTERM or SIGINT.
+async fn stop_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        },
+        _ => {
+            log::error!("cannot listen for SIGTERM/SIGINT; stop the relay with SIGKILL");
+            std::future::pending().await
+        }
     }
 }
 
 async fn callback(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+    let started = Instant::now();
     let metrics = &state.relay.metrics;
     let _in_flight = InFlight::enter(&metrics.in_flight);
     match handle_callback(&req, payload, &state).await {
         Ok(()) => {
-            metrics.count_ok();
+            metrics.count_ok(started.elapsed());
             HttpResponse::Ok().content_type("application/json").body(OK_BODY)
         }
         Err(err) => {
-            metrics.count(err.outcome());
+            metrics.count(err.outcome(), started.elapsed());
             // Every refusal is counted in /metrics; only the log lines are rate-limited.
             if let Verdict::Log { suppressed } = state.refusal_log.check(Instant::now()) {
                 let peer = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
@@ -213,49 +283,6 @@ async fn read_body(req: &HttpRequest, payload: web::Payload, limit: usize) -> Re
         Ok(Err(e)) => Err(RelayError::BodyUnreadable(e.to_string())),
         Ok(Ok(bytes)) => Ok(bytes),
     }
-}
-
-async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain").body("ok\n")
-}
-
-/// Ready while an OK answer can be kept: Kafka answers for the topic, or the spool has room.
-async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let publisher = state.relay.publisher.clone();
-    let kafka = web::block(move || publisher.check_ready(READY_TIMEOUT))
-        .await
-        .unwrap_or_else(|e| Err(e.to_string()));
-    let spool = &state.relay.spool;
-    let (events, _) = spool.depth();
-    let (ready, text) = match kafka {
-        Ok(()) => (true, format!("ready: Kafka answers for the topic; {events} events spooled\n")),
-        Err(reason) if spool.has_room() => (
-            true,
-            format!("ready (spooling): Kafka unreachable: {reason}; callbacks are kept in the spool ({events} events)\n"),
-        ),
-        Err(reason) => (false, format!("not ready: Kafka unreachable: {reason}; the spool is full\n")),
-    };
-    let mut response = if ready {
-        HttpResponse::Ok()
-    } else {
-        HttpResponse::ServiceUnavailable()
-    };
-    response.content_type("text/plain").body(text)
-}
-
-async fn metrics_text(state: web::Data<AppState>) -> HttpResponse {
-    let relay = state.relay.clone();
-    let text = web::block(move || {
-        relay
-            .metrics
-            .observe_spool(&relay.spool, relay.publisher.watch().is_down());
-        relay.metrics.render()
-    })
-    .await
-    .unwrap_or_else(|e| format!("# metrics unavailable: {e}\n"));
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(text)
 }
 
 async fn method_not_allowed() -> HttpResponse {

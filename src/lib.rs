@@ -1,6 +1,7 @@
 //! tim-relay: Tencent Cloud IM `Group.CallbackAfterGroupInfoChanged` callbacks to a Kafka topic.
 
 pub mod access;
+pub mod admin;
 pub mod auth;
 pub mod callback;
 pub mod config;

@@ -1,9 +1,12 @@
-//! Prometheus metrics: callbacks by outcome, publish latency, requests in flight.
+//! Prometheus metrics: callbacks by outcome and duration, publish latency, the spool, the
+//! process, and the build.
 
 use prometheus::core::Collector;
+use std::time::Duration;
+
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 use crate::spool::Spool;
@@ -13,7 +16,14 @@ pub struct Metrics {
     pub callbacks: IntCounterVec,
     /// `callbacks{outcome="ok"}`, resolved once: every accepted callback counts here.
     ok: IntCounter,
+    /// Whole callback, from the handler's start to the answer, by outcome.
+    pub callback_seconds: HistogramVec,
+    ok_seconds: Histogram,
     pub publish_seconds: Histogram,
+    /// 1 while `/readyz` answers 200.
+    pub ready: IntGauge,
+    /// `RELAY_SPOOL_MAX_BYTES`: beyond it callbacks are refused.
+    pub spool_max_bytes: IntGauge,
     pub in_flight: IntGauge,
     pub spooled: IntCounter,
     pub forwarded: IntCounter,
@@ -45,16 +55,38 @@ impl Metrics {
             &["outcome"],
         )
         .expect("valid metric");
+        // Up to Tencent's 2 s budget, finer where answers normally are.
+        let buckets = vec![
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0,
+        ];
         let publish_seconds = Histogram::with_opts(
             HistogramOpts::new(
                 "tim_relay_publish_duration_seconds",
-                "Time from send to the broker's acknowledgement",
+                "Time from send to the broker's acknowledgement (direct path)",
             )
-            .buckets(vec![
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0,
-            ]),
+            .buckets(buckets.clone()),
         )
         .expect("valid metric");
+        let callback_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "tim_relay_callback_duration_seconds",
+                "Whole callback, arrival to answer, by outcome (direct and spool paths alike)",
+            )
+            .buckets(buckets),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let ready = gauge("tim_relay_ready", "1 while /readyz answers 200");
+        let spool_max_bytes = gauge(
+            "tim_relay_spool_max_bytes",
+            "The spool's size limit (RELAY_SPOOL_MAX_BYTES); beyond it callbacks are refused",
+        );
+        let build_info = IntGaugeVec::new(
+            Opts::new("tim_relay_build_info", "The relay's version; always 1"),
+            &["version"],
+        )
+        .expect("valid metric");
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         let in_flight = gauge("tim_relay_in_flight_requests", "Callbacks being handled now");
         let spooled = counter(
             "tim_relay_spooled_total",
@@ -90,6 +122,10 @@ impl Metrics {
         let collectors: Vec<Box<dyn Collector>> = vec![
             Box::new(callbacks.clone()),
             Box::new(publish_seconds.clone()),
+            Box::new(callback_seconds.clone()),
+            Box::new(ready.clone()),
+            Box::new(spool_max_bytes.clone()),
+            Box::new(build_info),
             Box::new(in_flight.clone()),
             Box::new(spooled.clone()),
             Box::new(forwarded.clone()),
@@ -104,11 +140,21 @@ impl Metrics {
         for c in collectors {
             registry.register(c).expect("metric registered once");
         }
+        // CPU, resident memory, open file descriptors of this process (Linux).
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("process metrics registered once");
         Self {
             registry,
             ok: callbacks.with_label_values(&["ok"]),
+            ok_seconds: callback_seconds.with_label_values(&["ok"]),
             callbacks,
+            callback_seconds,
             publish_seconds,
+            ready,
+            spool_max_bytes,
             in_flight,
             spooled,
             forwarded,
@@ -133,13 +179,18 @@ impl Metrics {
         self.kafka_reachable.set(i64::from(!kafka_down));
     }
 
-    pub fn count(&self, outcome: &str) {
+    /// Counts a callback answered with `outcome` after `took`.
+    pub fn count(&self, outcome: &str, took: Duration) {
         self.callbacks.with_label_values(&[outcome]).inc();
+        self.callback_seconds
+            .with_label_values(&[outcome])
+            .observe(took.as_secs_f64());
     }
 
-    /// `count("ok")` without the label lookup (hashing and a lock) on the hot path.
-    pub fn count_ok(&self) {
+    /// `count("ok", took)` without the label lookups (hashing and a lock) on the hot path.
+    pub fn count_ok(&self, took: Duration) {
         self.ok.inc();
+        self.ok_seconds.observe(took.as_secs_f64());
     }
 
     /// The Prometheus text exposition of every metric.

@@ -46,6 +46,14 @@ fn start_up_stops_with_one_line_naming_a_missing_or_bad_variable() {
     );
 }
 
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 struct Running(Child);
 
 impl Drop for Running {
@@ -63,6 +71,7 @@ async fn sigterm_lets_the_relay_finish_and_exit_0_with_secrets_masked_in_its_log
         .port();
     let bootstrap = std::env::var("KAFKA_BOOTSTRAP_SERVERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
     let listen = format!("127.0.0.1:{port}");
+    let admin = format!("127.0.0.1:{}", free_port());
     let spool = tempfile::tempdir().unwrap();
     let topic = format!("__tim_relay_cli_{}", uuid::Uuid::new_v4().simple());
     let child = relay(&[
@@ -71,6 +80,7 @@ async fn sigterm_lets_the_relay_finish_and_exit_0_with_secrets_masked_in_its_log
         ("KAFKA_PRODUCER_SASL_PASSWORD", "very-secret-password"),
         ("KAFKA_BOOTSTRAP_SERVERS", &bootstrap),
         ("RELAY_LISTEN", &listen),
+        ("RELAY_ADMIN_LISTEN", &admin),
         ("RUST_LOG", "debug"),
         ("RELAY_SPOOL_DIR", spool.path().to_str().unwrap()),
         ("KAFKA_TOPIC", &topic),
@@ -82,7 +92,7 @@ async fn sigterm_lets_the_relay_finish_and_exit_0_with_secrets_masked_in_its_log
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if let Ok(r) = client.get(format!("http://{listen}/healthz")).send().await {
+        if let Ok(r) = client.get(format!("http://{admin}/healthz")).send().await {
             assert_eq!(r.status(), 200);
             break;
         }
@@ -142,4 +152,94 @@ async fn sigterm_lets_the_relay_finish_and_exit_0_with_secrets_masked_in_its_log
             "a request value broke a log line: {line:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn sigint_stops_the_relay_as_gracefully_as_sigterm_and_json_logs_are_one_object_per_line() {
+    let bootstrap = std::env::var("KAFKA_BOOTSTRAP_SERVERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let (listen, admin) = (
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    );
+    let spool = tempfile::tempdir().unwrap();
+    let topic = format!("__tim_relay_cli_int_{}", uuid::Uuid::new_v4().simple());
+    let child = relay(&[
+        ("TIM_SDK_APP_ID", "1400000000"),
+        ("KAFKA_BOOTSTRAP_SERVERS", &bootstrap),
+        ("RELAY_LISTEN", &listen),
+        ("RELAY_ADMIN_LISTEN", &admin),
+        ("RELAY_LOG_FORMAT", "json"),
+        ("RELAY_SPOOL_DIR", spool.path().to_str().unwrap()),
+        ("KAFKA_TOPIC", &topic),
+    ])
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("binary starts");
+    let mut child = Running(child);
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client
+        .get(format!("http://{admin}/healthz"))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "relay did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let url = format!(
+        "http://{listen}/callback?SdkAppid=1400000000&CallbackCommand=Group.CallbackAfterGroupInfoChanged"
+    );
+    let answer = client
+        .post(&url)
+        .body(r#"{"GroupId":"g-int"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let status = Command::new("kill")
+        .args(["-INT", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let started = Instant::now();
+    let exit = loop {
+        if let Some(exit) = child.0.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no exit after SIGINT"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(exit.code(), Some(0));
+    let lines: Vec<serde_json::Value> = BufReader::new(child.0.stderr.take().unwrap())
+        .lines()
+        .map(|l| {
+            let l = l.unwrap();
+            serde_json::from_str(&l).unwrap_or_else(|e| panic!("log line is not JSON ({e}): {l}"))
+        })
+        .collect();
+    let messages: Vec<&str> = lines.iter().filter_map(|l| l["message"].as_str()).collect();
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["level"].is_string() && l["ts"].is_string()),
+        "{lines:?}"
+    );
+    assert!(
+        messages.iter().any(|m| m.starts_with("started tim-relay")),
+        "{messages:?}"
+    );
+    assert!(
+        messages.iter().any(|m| m.starts_with("SIGINT: no new callbacks")),
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("stopped: producer flushed")),
+        "{messages:?}"
+    );
 }

@@ -257,6 +257,7 @@ struct Scenario {
     topic: String,
     spool: tempfile::TempDir,
     port: u16,
+    admin_port: u16,
     log: PathBuf,
     started: Instant,
     relay: Option<Child>,
@@ -285,11 +286,14 @@ impl Scenario {
         let log = logs.join(format!("{slug}.log"));
         let _ = std::fs::remove_file(&log);
         // The relay gets the port back after each restart, so the load keeps one address.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let free_port = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        };
+        let (port, admin_port) = (free_port(), free_port());
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
             .build()
@@ -301,6 +305,7 @@ impl Scenario {
             topic,
             spool: tempfile::tempdir().expect("spool dir"),
             port,
+            admin_port,
             log,
             started: Instant::now(),
             relay: None,
@@ -332,6 +337,11 @@ impl Scenario {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
+    /// The relay's admin listener: `/healthz`, `/readyz`, `/metrics`.
+    fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.admin_port)
+    }
+
     fn start_relay(&mut self) {
         let log = OpenOptions::new()
             .create(true)
@@ -343,6 +353,7 @@ impl Scenario {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("TIM_SDK_APP_ID", "1400000000")
             .env("RELAY_LISTEN", format!("127.0.0.1:{}", self.port))
+            .env("RELAY_ADMIN_LISTEN", format!("127.0.0.1:{}", self.admin_port))
             .env("KAFKA_BOOTSTRAP_SERVERS", BOOTSTRAP)
             .env("KAFKA_TOPIC", &self.topic)
             .env("RELAY_SPOOL_DIR", self.spool.path())
@@ -362,7 +373,7 @@ impl Scenario {
         loop {
             let health = self
                 .rt
-                .block_on(async { self.http.get(self.url("/healthz")).send().await });
+                .block_on(async { self.http.get(self.admin_url("/healthz")).send().await });
             if health.is_ok_and(|r| r.status() == 200) {
                 break;
             }
@@ -441,7 +452,7 @@ impl Scenario {
         let mut left = None;
         while Instant::now() < deadline {
             let text = self.rt.block_on(async {
-                let response = self.http.get(self.url("/metrics")).send().await.ok()?;
+                let response = self.http.get(self.admin_url("/metrics")).send().await.ok()?;
                 response.text().await.ok()
             });
             left = text.as_deref().and_then(|t| {

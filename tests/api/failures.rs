@@ -42,7 +42,7 @@ async fn with_kafka_unreachable_callbacks_are_spooled_and_answered_ok_in_time() 
         assert_eq!(answer.body["ActionStatus"], "OK");
         assert!(took < Duration::from_millis(1500), "answer {i} took {took:?}");
     }
-    let (_, text) = app.get("/metrics").await;
+    let (_, text) = app.admin_get("/metrics").await;
     assert_eq!(metric(&text, "tim_relay_spooled_total"), 5.0);
     assert_eq!(metric(&text, "tim_relay_spool_events"), 5.0);
     assert_eq!(metric(&text, "tim_relay_kafka_reachable"), 0.0);
@@ -54,10 +54,10 @@ async fn with_kafka_unreachable_callbacks_are_spooled_and_answered_ok_in_time() 
 #[tokio::test]
 async fn readyz_stays_200_and_says_kafka_is_unreachable_while_the_spool_has_room() {
     let app = spawn_app_without_broker(&[]).await;
-    let (status, body) = app.get("/readyz").await;
+    let (status, body) = app.admin_get("/readyz").await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("Kafka unreachable"), "{body}");
-    assert_eq!(app.get("/healthz").await.0, 200);
+    assert_eq!(app.admin_get("/healthz").await.0, 200);
 }
 
 #[tokio::test]
@@ -74,7 +74,7 @@ async fn a_full_spool_answers_503_fail_and_keeps_what_it_has() {
     assert_eq!(answer.status, 503, "{:?}", answer.body);
     assert_eq!(answer.body["ActionStatus"], "FAIL");
     assert_eq!(answer.body["ErrorCode"], 5034);
-    let (_, text) = app.get("/metrics").await;
+    let (_, text) = app.admin_get("/metrics").await;
     assert_eq!(metric(&text, "tim_relay_spool_events"), 1.0);
     assert_eq!(
         metric(&text, r#"tim_relay_callbacks_total{outcome="spool_full"}"#),
@@ -109,7 +109,7 @@ async fn events_left_in_the_spool_are_forwarded_first_and_in_order_on_start() {
     let mut expected: Vec<String> = (0..20).map(|i| format!("old-{i}")).collect();
     expected.push("new".into());
     assert_eq!(names, expected);
-    let (_, text) = app.get("/metrics").await;
+    let (_, text) = app.admin_get("/metrics").await;
     // The new callback joins the queue when it arrives while old events are still spooled.
     let spooled_now = metric(&text, "tim_relay_spooled_total");
     assert_eq!(metric(&text, "tim_relay_forwarded_total"), 20.0 + spooled_now);

@@ -65,7 +65,10 @@ pub async fn create_topic(name: &str) -> String {
 }
 
 pub struct TestApp {
+    /// The callback listener.
     pub address: String,
+    /// The admin listener: `/healthz`, `/readyz`, `/metrics`.
+    pub admin: String,
     pub topic: String,
     pub client: reqwest::Client,
     /// The relay's spool directory, removed when the test ends.
@@ -83,11 +86,13 @@ pub async fn spawn_app_with(name: &str, extra: &[(&str, &str)]) -> TestApp {
 }
 
 /// Starts the relay on `topic` with the given spool directory.
-/// Returns once the relay answers `/healthz`, so a test may block its thread right after.
+/// Returns once the relay answers `/healthz` on its admin listener, so a test may block its
+/// thread right after.
 pub async fn launch(topic: String, spool: tempfile::TempDir, extra: &[(&str, &str)]) -> TestApp {
     let mut vars: HashMap<String, String> = [
         ("TIM_SDK_APP_ID", APP_ID.to_string()),
         ("RELAY_LISTEN", "127.0.0.1:0".to_string()),
+        ("RELAY_ADMIN_LISTEN", "127.0.0.1:0".to_string()),
         ("KAFKA_BOOTSTRAP_SERVERS", bootstrap()),
         ("KAFKA_TOPIC", topic.clone()),
         ("RELAY_SPOOL_DIR", spool.path().display().to_string()),
@@ -101,32 +106,30 @@ pub async fn launch(topic: String, spool: tempfile::TempDir, extra: &[(&str, &st
     let config = Config::from_vars(vars).expect("test config");
     let app = Application::build(config).expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
+    let admin = format!("http://127.0.0.1:{}", app.admin_port());
     tokio::spawn(app.run_until_stopped());
     let app = TestApp {
         address,
+        admin,
         topic,
         client: reqwest::Client::new(),
         _spool: spool,
     };
-    let tls = extra.iter().any(|(k, _)| *k == "RELAY_TLS_CERT_PATH");
     let deadline = Instant::now() + Duration::from_secs(10);
-    // Over TLS a plain request cannot succeed; giving the spawned server a moment is enough there.
-    while !tls
-        && app
-            .client
-            .get(format!("{}/healthz", app.address))
-            .send()
-            .await
-            .is_err()
+    while app
+        .client
+        .get(format!("{}/healthz", app.admin))
+        .send()
+        .await
+        .is_err()
     {
         assert!(
             Instant::now() < deadline,
             "relay did not come up at {}",
-            app.address
+            app.admin
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tokio::time::sleep(Duration::from_millis(if tls { 200 } else { 0 })).await;
     app
 }
 
@@ -158,10 +161,20 @@ impl TestApp {
         Answer { status, body }
     }
 
+    /// GET on the callback listener.
     pub async fn get(&self, path: &str) -> (u16, String) {
+        self.get_from(&self.address, path).await
+    }
+
+    /// GET on the admin listener.
+    pub async fn admin_get(&self, path: &str) -> (u16, String) {
+        self.get_from(&self.admin, path).await
+    }
+
+    async fn get_from(&self, base: &str, path: &str) -> (u16, String) {
         let response = self
             .client
-            .get(format!("{}{path}", self.address))
+            .get(format!("{base}{path}"))
             .send()
             .await
             .expect("sent");

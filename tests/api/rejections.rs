@@ -137,7 +137,7 @@ async fn every_refusal_answers_fail_with_its_code_and_publishes_nothing() {
     let records = app.consume(1).await;
     assert_eq!(records[0].value["group_id"], "sentinel");
 
-    let (_, metrics) = app.get("/metrics").await;
+    let (_, metrics) = app.admin_get("/metrics").await;
     for line in [
         r#"tim_relay_callbacks_total{outcome="ok"} 1"#,
         r#"tim_relay_callbacks_total{outcome="rejected_app_id"} 2"#,
