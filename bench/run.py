@@ -137,22 +137,28 @@ def http_get(port, path, timeout=5):
         return r.status, r.read().decode("utf-8", "replace")
 
 
-def wait_http(proc, port, path, what, limit=90):
-    """Until GET path answers 200 (the relay's /readyz needs the broker's metadata answer)."""
+# Callback port -> the port serving /readyz and /metrics (the admin listener; revisions before
+# it served them on the callback port, which BENCH_COMPARE may run).
+ADMIN_PORTS = {}
+
+
+def wait_http(proc, port, path, what, limit=90, fallback_port=None):
+    """Until GET path answers 200 on port (or fallback_port); returns the port that answered."""
     deadline = time.monotonic() + limit
     last = "no answer"
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{what} exited with code {proc.returncode} during start-up")
-        try:
-            status, text = http_get(port, path, timeout=3)
-            if status == 200:
-                return
-            last = f"{status} {text.strip()}"
-        except urllib.error.HTTPError as e:
-            last = f"{e.code} {e.read().decode('utf-8', 'replace').strip()}"
-        except OSError as e:
-            last = str(e)
+        for candidate in [p for p in (port, fallback_port) if p]:
+            try:
+                status, text = http_get(candidate, path, timeout=3)
+                if status == 200:
+                    return candidate
+                last = f"{status} {text.strip()}"
+            except urllib.error.HTTPError as e:
+                last = f"{e.code} {e.read().decode('utf-8', 'replace').strip()}"
+            except OSError as e:
+                last = str(e)
         time.sleep(0.2)
     raise RuntimeError(f"{what} not ready on port {port} after {limit}s: {last}")
 
@@ -222,7 +228,7 @@ METRIC_LINE = re.compile(r'^(tim_relay_[a-z_]+)(?:\{outcome="([a-z_]+)"\})? ([0-
 def relay_counters(port):
     """Callback outcomes and spool counters from /metrics (empty for the ok_server)."""
     try:
-        _, text = http_get(port, "/metrics")
+        _, text = http_get(ADMIN_PORTS.get(port, port), "/metrics")
     except (OSError, urllib.error.HTTPError):
         return {}
     counters = {}
@@ -420,11 +426,13 @@ def log_path(name):
 
 def start_relay(topic, port, spool_dir, binary=RELAY_BIN, name="relay"):
     """Starts a relay and waits until /readyz says it reaches the broker."""
+    admin_port = free_port()
     env = {
         **os.environ,
         "TIM_SDK_APP_ID": APP_ID,
         "TIM_CALLBACK_TOKEN": TOKEN,
         "RELAY_LISTEN": f"127.0.0.1:{port}",
+        "RELAY_ADMIN_LISTEN": f"127.0.0.1:{admin_port}",
         "KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP,
         "KAFKA_TOPIC": topic,
         "RELAY_SPOOL_DIR": spool_dir,
@@ -432,7 +440,7 @@ def start_relay(topic, port, spool_dir, binary=RELAY_BIN, name="relay"):
     }
     with open(log_path(name), "wb") as relay_log:
         proc = spawn([str(binary)], env=env, stdin=subprocess.DEVNULL, stdout=relay_log, stderr=subprocess.STDOUT)
-    wait_http(proc, port, "/readyz", name)
+    ADMIN_PORTS[port] = wait_http(proc, admin_port, "/readyz", name, fallback_port=port)
     return proc
 
 

@@ -72,14 +72,16 @@ if ((kafka_status == 3)); then started_kafka=1; fi
 bash scripts/kafka.sh start
 bash scripts/kafka.sh topics --create --topic "$topic" --partitions 3 --replication-factor 1 >/dev/null
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port=$(free_port)
+admin_port=$(free_port)
 mkdir -p "$OUT"
-TIM_SDK_APP_ID=$APP_ID TIM_CALLBACK_TOKEN=$TOKEN RELAY_LISTEN=127.0.0.1:$port \
+TIM_SDK_APP_ID=$APP_ID TIM_CALLBACK_TOKEN=$TOKEN RELAY_LISTEN=127.0.0.1:$port RELAY_ADMIN_LISTEN=127.0.0.1:$admin_port \
   KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:${KAFKA_PORT:-9092} KAFKA_TOPIC=$topic RELAY_SPOOL_DIR=$spool \
   RUST_LOG=warn target/prof/release/tim-relay >"$OUT/relay.log" 2>&1 &
 relay_pid=$!
 for _ in $(seq 100); do
-  curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break
+  curl -sf "http://127.0.0.1:$admin_port/readyz" >/dev/null && break
   kill -0 "$relay_pid" 2>/dev/null || { say "the relay exited; see $OUT/relay.log"; exit 1; }
   sleep 0.2
 done

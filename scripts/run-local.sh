@@ -12,11 +12,13 @@ if [[ -z ${KAFKA_BOOTSTRAP_SERVERS:-} ]]; then
 fi
 export TIM_SDK_APP_ID=${TIM_SDK_APP_ID:-1400000000}
 export RELAY_LISTEN=${RELAY_LISTEN:-127.0.0.1:8080}
+export RELAY_ADMIN_LISTEN=${RELAY_ADMIN_LISTEN:-127.0.0.1:9090}
 export KAFKA_TOPIC=${KAFKA_TOPIC:-tim.group-info-changed}
 export RELAY_SPOOL_DIR=${RELAY_SPOOL_DIR:-target/relay-spool}
 cargo build --locked --release --bin tim-relay
 
 port=${RELAY_LISTEN##*:}
+admin_port=${RELAY_ADMIN_LISTEN##*:}
 cat >&2 <<MSG
 
 tim-relay is starting on $RELAY_LISTEN for app $TIM_SDK_APP_ID, publishing to $KAFKA_TOPIC at $KAFKA_BOOTSTRAP_SERVERS.
@@ -30,6 +32,6 @@ Watch the topic:
   bash scripts/kafka.sh console-consumer --bootstrap-server $KAFKA_BOOTSTRAP_SERVERS --topic $KAFKA_TOPIC --from-beginning \\
        --property print.key=true --property print.headers=true
 
-Health: curl http://127.0.0.1:$port/readyz    Metrics: curl http://127.0.0.1:$port/metrics    Stop: Ctrl-C
+Health: curl http://127.0.0.1:$admin_port/readyz    Metrics: curl http://127.0.0.1:$admin_port/metrics    Stop: Ctrl-C
 MSG
 exec target/release/tim-relay
