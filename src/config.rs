@@ -9,7 +9,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use crate::callback::BodyLimits;
+use crate::body::BodyLimits;
 
 /// Prefix of the variables that are passed through to librdkafka verbatim.
 pub const PRODUCER_PREFIX: &str = "KAFKA_PRODUCER_";

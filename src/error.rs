@@ -1,12 +1,12 @@
-//! One error for the callback boundary, mapped once to an HTTP status, Tencent's FAIL body,
-//! a stable error code and a metric label.
+//! One error for the callback boundary, mapped once, in one table, to an HTTP status, the
+//! `ErrorCode` of Tencent's FAIL body, and the `outcome` label of the metrics.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 use crate::auth::AuthError;
-use crate::callback::BodyError;
+use crate::body::BodyError;
 use crate::publish::PublishError;
 use crate::relay::DeliveryError;
 use crate::spool::SpoolError;
@@ -17,8 +17,8 @@ pub enum RelayError {
     AddressNotAllowed,
     #[error(transparent)]
     Auth(#[from] AuthError),
-    #[error("CallbackCommand must be {expected}")]
-    WrongCommand { expected: &'static str },
+    #[error("CallbackCommand is missing or not one this relay handles")]
+    UnknownCommand,
     #[error("body is larger than {limit} bytes")]
     BodyTooLarge { limit: usize },
     #[error("body could not be read: {0}")]
@@ -68,71 +68,55 @@ pub fn fail_response(status: StatusCode, code: u32, reason: &str) -> HttpRespons
 }
 
 impl RelayError {
-    /// The `ErrorCode` in the FAIL answer: one per reason, documented in the README.
-    pub fn code(&self) -> u32 {
+    /// The one table: HTTP status, `ErrorCode` (documented in the README), outcome label.
+    fn mapping(&self) -> (StatusCode, u32, &'static str) {
+        use BodyError as B;
+        use StatusCode as S;
         match self {
-            RelayError::AddressNotAllowed => 4033,
-            RelayError::Auth(AuthError::MissingAppId) => 4031,
-            RelayError::Auth(AuthError::WrongAppId) => 4032,
-            RelayError::Auth(AuthError::MissingSign) => 4011,
-            RelayError::Auth(AuthError::BadRequestTime) => 4012,
-            RelayError::Auth(AuthError::StaleRequestTime) => 4013,
-            RelayError::Auth(AuthError::WrongSign) => 4014,
-            RelayError::WrongCommand { .. } => 4001,
-            RelayError::BodyTooLarge { .. } => 4131,
-            RelayError::BodyUnreadable(_) => 4002,
-            RelayError::BodyTimeout => 4081,
-            RelayError::Busy => 5036,
-            RelayError::Body(BodyError::NotJson(_)) => 4003,
-            RelayError::Body(BodyError::NotAnObject) => 4004,
-            RelayError::Body(BodyError::MissingGroupId) => 4005,
-            RelayError::Body(BodyError::EmptyGroupId) => 4006,
-            RelayError::Body(BodyError::NotAString(_)) => 4007,
-            RelayError::Body(BodyError::BadEventTime) => 4008,
-            RelayError::Body(BodyError::BadCustomList) => 4009,
-            RelayError::Body(BodyError::TooManyCustomFields(_)) => 4021,
-            RelayError::Body(BodyError::FieldTooLong(..)) => 4022,
-            RelayError::Publish(PublishError::Timeout(_)) => 5031,
-            RelayError::Publish(PublishError::QueueFull) => 5032,
-            RelayError::Publish(PublishError::Rejected(_)) => 5033,
-            RelayError::Spool(SpoolError::Full { .. }) => 5034,
-            RelayError::Spool(SpoolError::Storage(_)) => 5035,
+            RelayError::AddressNotAllowed => (S::FORBIDDEN, 4033, "rejected_address"),
+            RelayError::Auth(AuthError::MissingAppId) => (S::FORBIDDEN, 4031, "rejected_app_id"),
+            RelayError::Auth(AuthError::WrongAppId) => (S::FORBIDDEN, 4032, "rejected_app_id"),
+            RelayError::Auth(AuthError::MissingSign) => (S::UNAUTHORIZED, 4011, "rejected_sign"),
+            RelayError::Auth(AuthError::BadRequestTime) => (S::UNAUTHORIZED, 4012, "rejected_sign"),
+            RelayError::Auth(AuthError::StaleRequestTime) => (S::UNAUTHORIZED, 4013, "rejected_sign"),
+            RelayError::Auth(AuthError::WrongSign) => (S::UNAUTHORIZED, 4014, "rejected_sign"),
+            RelayError::UnknownCommand => (S::BAD_REQUEST, 4001, "rejected_command"),
+            RelayError::Body(B::CommandMismatch) => (S::BAD_REQUEST, 4001, "rejected_command"),
+            RelayError::BodyTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, 4131, "rejected_too_large"),
+            RelayError::BodyUnreadable(_) => (S::BAD_REQUEST, 4002, "rejected_body"),
+            RelayError::BodyTimeout => (S::REQUEST_TIMEOUT, 4081, "rejected_slow_body"),
+            RelayError::Body(B::NotJson(_)) => (S::BAD_REQUEST, 4003, "rejected_body"),
+            RelayError::Body(B::NotAnObject) => (S::BAD_REQUEST, 4004, "rejected_body"),
+            RelayError::Body(B::Missing(_)) => (S::BAD_REQUEST, 4005, "rejected_body"),
+            RelayError::Body(B::Empty(_)) => (S::BAD_REQUEST, 4006, "rejected_body"),
+            RelayError::Body(B::NotAString(_)) => (S::BAD_REQUEST, 4007, "rejected_body"),
+            RelayError::Body(B::BadTime(_)) => (S::BAD_REQUEST, 4008, "rejected_body"),
+            RelayError::Body(B::BadShape(..)) => (S::BAD_REQUEST, 4009, "rejected_body"),
+            RelayError::Body(B::TooManyEntries(..)) => (S::BAD_REQUEST, 4021, "rejected_body"),
+            RelayError::Body(B::TooLong(..)) => (S::BAD_REQUEST, 4022, "rejected_body"),
+            RelayError::Busy => (S::SERVICE_UNAVAILABLE, 5036, "busy"),
+            RelayError::Publish(PublishError::Timeout(_)) => (S::SERVICE_UNAVAILABLE, 5031, "kafka_timeout"),
+            RelayError::Publish(PublishError::QueueFull) => (S::SERVICE_UNAVAILABLE, 5032, "kafka_error"),
+            RelayError::Publish(PublishError::Rejected(_)) => (S::SERVICE_UNAVAILABLE, 5033, "kafka_error"),
+            RelayError::Spool(SpoolError::Full { .. }) => (S::SERVICE_UNAVAILABLE, 5034, "spool_full"),
+            RelayError::Spool(SpoolError::Storage(_)) => (S::SERVICE_UNAVAILABLE, 5035, "spool_error"),
         }
+    }
+
+    /// The `ErrorCode` in the FAIL answer.
+    pub fn code(&self) -> u32 {
+        self.mapping().1
     }
 
     /// The `outcome` label of `tim_relay_callbacks_total`.
     pub fn outcome(&self) -> &'static str {
-        match self {
-            RelayError::AddressNotAllowed => "rejected_address",
-            RelayError::Auth(AuthError::MissingAppId | AuthError::WrongAppId) => "rejected_app_id",
-            RelayError::Auth(_) => "rejected_sign",
-            RelayError::WrongCommand { .. } => "rejected_command",
-            RelayError::BodyTooLarge { .. } => "rejected_too_large",
-            RelayError::BodyUnreadable(_) | RelayError::Body(_) => "rejected_body",
-            RelayError::BodyTimeout => "rejected_slow_body",
-            RelayError::Busy => "busy",
-            RelayError::Publish(PublishError::Timeout(_)) => "kafka_timeout",
-            RelayError::Publish(_) => "kafka_error",
-            RelayError::Spool(SpoolError::Full { .. }) => "spool_full",
-            RelayError::Spool(SpoolError::Storage(_)) => "spool_error",
-        }
+        self.mapping().2
     }
 }
 
 impl ResponseError for RelayError {
     fn status_code(&self) -> StatusCode {
-        match self {
-            RelayError::AddressNotAllowed => StatusCode::FORBIDDEN,
-            RelayError::Auth(AuthError::MissingAppId | AuthError::WrongAppId) => StatusCode::FORBIDDEN,
-            RelayError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            RelayError::Busy => StatusCode::SERVICE_UNAVAILABLE,
-            RelayError::Auth(_) => StatusCode::UNAUTHORIZED,
-            RelayError::WrongCommand { .. } | RelayError::BodyUnreadable(_) | RelayError::Body(_) => {
-                StatusCode::BAD_REQUEST
-            }
-            RelayError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            RelayError::Publish(_) | RelayError::Spool(_) => StatusCode::SERVICE_UNAVAILABLE,
-        }
+        self.mapping().0
     }
 
     fn error_response(&self) -> HttpResponse {

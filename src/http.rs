@@ -10,10 +10,12 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 
 use crate::admin::{self, Readiness};
 use crate::auth::Authenticator;
-use crate::callback::{BodyLimits, CallbackQuery, GroupInfoChanged, COMMAND};
+use crate::body::BodyLimits;
+use crate::callback::CallbackQuery;
+use crate::commands;
 use crate::config::{AccessRules, Config, ConfigError};
 use crate::error::{fail_response, RelayError, OK_BODY};
-use crate::event::ChangeEvent;
+use crate::event::Origin;
 use crate::log_limit::{LogLimit, Verdict};
 use crate::metrics::{InFlight, Metrics};
 use crate::publish::Publisher;
@@ -248,23 +250,27 @@ async fn handle_callback(
     let query = CallbackQuery::parse(req.query_string());
     state.auth.check_app_id(&query)?;
     state.auth.check_sign(&query, received_at)?;
-    if query.callback_command.as_deref() != Some(COMMAND) {
-        return Err(RelayError::WrongCommand { expected: COMMAND });
-    }
+    let command = query
+        .callback_command
+        .as_deref()
+        .and_then(commands::find)
+        .ok_or(RelayError::UnknownCommand)?;
     let body = tokio::time::timeout(state.body_timeout, read_body(req, payload, state.body_limit))
         .await
         .map_err(|_| RelayError::BodyTimeout)??;
-    let parsed = GroupInfoChanged::from_slice_bounded(&body, &state.body_limits)?;
-    if parsed.callback_command.as_deref().is_some_and(|c| c != COMMAND) {
-        return Err(RelayError::WrongCommand { expected: COMMAND });
-    }
-    let event = ChangeEvent::new(&state.sdk_app_id, &query, parsed, &body, received_at);
+    let origin = Origin {
+        sdk_app_id: &state.sdk_app_id,
+        query: &query,
+        raw_body: &body,
+        received_at,
+    };
+    let event = command.event(&origin, state.body_limits)?;
     match state.relay.deliver(&Record::from_event(&event)).await? {
         Delivered::Acknowledged(took) => {
             state.relay.metrics.publish_seconds.observe(took.as_secs_f64());
-            log::debug!("published event {} for group {:?}", event.id, event.group_id);
+            log::debug!("published event {} keyed {:?}", event.id, event.key);
         }
-        Delivered::Spooled => log::debug!("spooled event {} for group {:?}", event.id, event.group_id),
+        Delivered::Spooled => log::debug!("spooled event {} keyed {:?}", event.id, event.key),
     }
     Ok(())
 }

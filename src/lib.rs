@@ -1,9 +1,11 @@
-//! tim-relay: Tencent Cloud IM `Group.CallbackAfterGroupInfoChanged` callbacks to a Kafka topic.
+//! tim-relay: Tencent Cloud IM webhooks to Kafka, answered OK only once the event is safe.
 
 pub mod access;
 pub mod admin;
 pub mod auth;
+pub mod body;
 pub mod callback;
+pub mod commands;
 pub mod config;
 pub mod error;
 pub mod event;

@@ -1,7 +1,7 @@
 //! The Kafka record built from a change event: key, value and CloudEvents headers, ready to
 //! send directly or to keep in the spool.
 
-use crate::event::ChangeEvent;
+use crate::event::Event;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
@@ -11,18 +11,18 @@ pub struct Record {
 }
 
 impl Record {
-    pub fn from_event(event: &ChangeEvent) -> Self {
+    pub fn from_event(event: &Event) -> Self {
         let headers = [
             ("ce_specversion", "1.0".to_string()),
             ("ce_id", event.id.clone()),
             ("ce_type", event.event_type.to_string()),
             ("ce_source", event.ce_source()),
-            ("ce_subject", event.group_id.clone()),
+            ("ce_subject", event.key.clone()),
             ("ce_time", event.ce_time()),
             ("content-type", "application/json".to_string()),
         ];
         Record {
-            key: event.group_id.clone(),
+            key: event.key.clone(),
             payload: event.to_json(),
             headers: headers.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
         }

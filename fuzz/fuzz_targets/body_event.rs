@@ -1,8 +1,7 @@
-//! Arbitrary bytes as a callback body: `from_slice_bounded` with the default limits never
-//! panics, and every accepted body becomes an event and a Kafka record that say exactly what
-//! the body said. The body is read a second time with plain serde_json as the reference, and
-//! the one-pass reader must agree exactly (fields or refusal) with the reading through a
-//! `serde_json::Value`, under the default bounds and under tight ones.
+//! Arbitrary bytes as a `Group.CallbackAfterGroupInfoChanged` body: reading it never panics,
+//! under the default bounds and under tight ones, a refusal always gives a reason, and every
+//! accepted body becomes an event and a Kafka record that say exactly what the body said. The
+//! body is read a second time with plain serde_json as the reference.
 #![no_main]
 
 use std::collections::BTreeMap;
@@ -10,8 +9,10 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value};
-use tim_relay::callback::{BodyLimits, CallbackQuery, GroupInfoChanged};
-use tim_relay::event::ChangeEvent;
+use tim_relay::body::BodyLimits;
+use tim_relay::callback::CallbackQuery;
+use tim_relay::commands::{self, Command};
+use tim_relay::event::{Event, Origin};
 use tim_relay::record::Record;
 
 const APP_ID: &str = "1400000000";
@@ -40,20 +41,28 @@ const KNOWN: [&str; 10] = [
 /// The last millisecond of year 9999, the last instant RFC 3339 (and humantime) can write.
 const LAST_RFC3339_MS: u64 = 253_402_300_799_999;
 
+fn read(command: &Command, data: &[u8], limits: BodyLimits) -> Result<Event, tim_relay::body::BodyError> {
+    let query = CallbackQuery::parse("SdkAppid=1400000000&ClientIP=127.0.0.1&OptPlatform=RESTAPI");
+    let origin = Origin {
+        sdk_app_id: APP_ID,
+        query: &query,
+        raw_body: data,
+        received_at: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
+    };
+    command.event(&origin, limits)
+}
+
 fuzz_target!(|data: &[u8]| {
+    let command = commands::find("Group.CallbackAfterGroupInfoChanged").expect("registered");
     let tight = BodyLimits {
         max_custom_fields: 2,
         max_field_bytes: 5,
     };
-    for limits in [BodyLimits::default(), tight] {
-        assert_eq!(
-            GroupInfoChanged::from_slice_bounded(data, &limits),
-            GroupInfoChanged::from_slice_via_value(data, &limits),
-            "the one-pass reader and the Value reader disagree"
-        );
+    if let Err(e) = read(command, data, tight) {
+        assert!(!e.to_string().is_empty(), "an error without a reason: {e:?}");
     }
-    let body = match GroupInfoChanged::from_slice_bounded(data, &BodyLimits::default()) {
-        Ok(body) => body,
+    let event = match read(command, data, BodyLimits::default()) {
+        Ok(event) => event,
         Err(e) => {
             assert!(!e.to_string().is_empty(), "an error without a reason: {e:?}");
             return;
@@ -66,9 +75,6 @@ fuzz_target!(|data: &[u8]| {
     let group_id = input["GroupId"].as_str().expect("accepted a non-string GroupId");
     assert!(!group_id.is_empty(), "accepted an empty GroupId");
 
-    let query = CallbackQuery::parse("SdkAppid=1400000000&ClientIP=127.0.0.1&OptPlatform=RESTAPI");
-    let received_at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
-    let event = ChangeEvent::new(APP_ID, &query, body.clone(), data, received_at);
     // Once a panic in `Record::from_event` (ce_time); such times are now refused.
     assert!(
         event.event_time_ms <= Some(LAST_RFC3339_MS),
@@ -77,7 +83,7 @@ fuzz_target!(|data: &[u8]| {
     let record = Record::from_event(&event);
 
     // Key: the GroupId bytes, from the event and in the record.
-    assert_eq!(event.key(), group_id.as_bytes());
+    assert_eq!(event.key.as_bytes(), group_id.as_bytes());
     assert_eq!(record.key.as_bytes(), group_id.as_bytes());
     assert_eq!(record.payload, event.to_json());
     let header = |name: &str| {
@@ -140,7 +146,7 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(event.event_time_ms, Some(ms));
             assert_eq!(payload["event_time_ms"].as_u64(), Some(ms));
             // A re-delivery of the same bytes gets the same id.
-            let again = ChangeEvent::new(APP_ID, &query, body, data, received_at);
+            let again = read(command, data, BodyLimits::default()).expect("accepted again");
             assert_eq!(again.id, event.id);
         }
     }
