@@ -57,10 +57,14 @@ go_tool() {
 KUSTOMIZE=$(go_tool kustomize "$KUSTOMIZE_VERSION" sigs.k8s.io/kustomize/kustomize/v5)
 KUBECONFORM=$(go_tool kubeconform "$KUBECONFORM_VERSION" github.com/yannh/kubeconform/cmd/kubeconform)
 
+# promtool: the cached one, else one on PATH (a machine without apt-get), else fetched once.
 PROMTOOL=$BIN/promtool
+if [[ ! -x $PROMTOOL ]] && ! command -v apt-get >/dev/null && command -v promtool >/dev/null; then
+  PROMTOOL=$(command -v promtool)
+fi
 if [[ ! -x $PROMTOOL ]]; then
   say "extracting promtool from Debian's prometheus package (once)"
-  command -v apt-get >/dev/null || die "apt-get is needed to fetch Debian's prometheus package (promtool)"
+  command -v apt-get >/dev/null || die "promtool is missing and apt-get is not here to fetch Debian's prometheus package"
   if ! apt-cache show prometheus >/dev/null 2>&1; then
     if [[ $(id -u) -eq 0 ]]; then SUDO=; else SUDO=sudo; fi
     $SUDO apt-get update -qq || die "apt-get update failed"
