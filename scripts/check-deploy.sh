@@ -147,11 +147,11 @@ if sts:
     [container] = pod["containers"]
     prestop = container.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
     pause = int(prestop[1]) if prestop[:1] == ["sleep"] else 0
-    need = pause + 2 + drain + 5
+    need = pause + 3 + drain + 5
     grace = pod.get("terminationGracePeriodSeconds", 30)
     if grace <= need:
         problems.append(f"terminationGracePeriodSeconds {grace} does not cover preStop {pause} + "
-                        f"in-flight 2 + RELAY_SHUTDOWN_DRAIN_SECS {drain} + flush 5 = {need} s")
+                        f"in-flight 3 + RELAY_SHUTDOWN_DRAIN_SECS {drain} + flush 5 = {need} s")
     refs = [e for e in container.get("envFrom", []) if "secretRef" in e]
     if not refs or any(r["secretRef"].get("optional") is not False for r in refs):
         problems.append("the Secret tim-relay must be referenced with optional: false")

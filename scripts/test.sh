@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# The whole test suite: unit tests, and end-to-end tests against a real Kafka broker.
+# The whole test suite: unit tests, end-to-end tests against a real Kafka broker, and the
+# deployment checks (scripts/check-deploy.sh: the Kubernetes layout rendered and validated
+# offline, the alert rules checked and unit-tested with promtool).
 # Without KAFKA_BOOTSTRAP_SERVERS it starts the local broker (scripts/kafka.sh) and stops it
 # again afterwards if it was not already running. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bash scripts/deps.sh
+bash scripts/check-deploy.sh
 if [[ -z ${KAFKA_BOOTSTRAP_SERVERS:-} ]]; then
   if ! bash scripts/kafka.sh status >/dev/null 2>&1; then
     trap 'bash scripts/kafka.sh stop' EXIT
