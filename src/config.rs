@@ -48,9 +48,23 @@ struct Env {
     /// Kafka bootstrap servers, comma separated.
     #[serde(default = "default_bootstrap")]
     kafka_bootstrap_servers: String,
-    /// Topic the change events are written to.
+    /// Topic of the group state events (created, info changed, members, ...); empty: off.
     #[serde(default = "default_topic")]
     kafka_topic: String,
+    /// Topic of the group message events (sent, recalled, read receipts, ...); empty: off.
+    #[serde(default = "default_messages_topic")]
+    kafka_messages_topic: String,
+    /// Topic of every other after/notify callback, verbatim (`tim.webhook`); empty: off.
+    #[serde(default = "default_other_topic")]
+    kafka_other_topic: String,
+    /// Where before-callbacks are forwarded for a decision; unset: answer allow at once.
+    relay_decision_url: Option<String>,
+    /// How long the decision service may take before the fallback answer is given.
+    #[serde(default = "default_ack_timeout")]
+    relay_decision_timeout_ms: u64,
+    /// `allow` or `deny`: the answer when the decision service fails or is late.
+    #[serde(default = "default_fallback")]
+    relay_decision_fallback: String,
     /// Directory of the durable spool that holds events Kafka has not acknowledged yet.
     #[serde(default = "default_spool_dir")]
     relay_spool_dir: String,
@@ -120,7 +134,16 @@ fn default_bootstrap() -> String {
     "127.0.0.1:9092".into()
 }
 fn default_topic() -> String {
-    "tim.group-info-changed".into()
+    "tim.group-changes".into()
+}
+fn default_messages_topic() -> String {
+    "tim.group-messages".into()
+}
+fn default_other_topic() -> String {
+    "tim.webhooks".into()
+}
+fn default_fallback() -> String {
+    "allow".into()
 }
 fn default_5000() -> u64 {
     5000
@@ -163,7 +186,14 @@ pub struct Config {
     pub body_limit_bytes: usize,
     pub ack_timeout: Duration,
     pub bootstrap_servers: String,
+    /// `KAFKA_TOPIC`: the group state events; empty when that class is switched off.
     pub topic: String,
+    /// `KAFKA_MESSAGES_TOPIC`: the group message events; empty when switched off.
+    pub messages_topic: String,
+    /// `KAFKA_OTHER_TOPIC`: every other after/notify callback; empty when switched off.
+    pub other_topic: String,
+    /// Before-callbacks: where decisions come from, and what to answer without one.
+    pub decision: Decision,
     pub spool_dir: PathBuf,
     pub spool_max_bytes: u64,
     /// librdkafka properties from `KAFKA_PRODUCER_*`, keyed by property name.
@@ -192,6 +222,16 @@ pub struct AccessRules {
     pub allowed: Vec<IpNet>,
     pub trusted_proxies: Vec<IpNet>,
     pub client_ip_header: String,
+}
+
+/// How before-callbacks are answered.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    /// `RELAY_DECISION_URL`; `None`: every before-callback is answered allow at once.
+    pub url: Option<String>,
+    pub timeout: Duration,
+    /// The answer when the decision service fails or is late: true = allow.
+    pub fallback_allow: bool,
 }
 
 /// How log lines are written.
@@ -293,9 +333,48 @@ impl Config {
         if env.kafka_bootstrap_servers.trim().is_empty() {
             return Err(ConfigError::new("KAFKA_BOOTSTRAP_SERVERS", "must not be empty"));
         }
-        if env.kafka_topic.trim().is_empty() {
-            return Err(ConfigError::new("KAFKA_TOPIC", "must not be empty"));
+        for (var, topic) in [
+            ("KAFKA_TOPIC", &env.kafka_topic),
+            ("KAFKA_MESSAGES_TOPIC", &env.kafka_messages_topic),
+            ("KAFKA_OTHER_TOPIC", &env.kafka_other_topic),
+        ] {
+            let valid = topic.len() <= 249
+                && topic
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+            if !valid || topic == "." || topic == ".." {
+                return Err(ConfigError::new(
+                    var,
+                    "must be a Kafka topic name (letters, digits, `.`, `_`, `-`; at most 249), \
+                     or empty to switch its callbacks off",
+                ));
+            }
         }
+        let decision_url = env.relay_decision_url.filter(|u| !u.trim().is_empty());
+        if let Some(url) = &decision_url {
+            if !url.starts_with("http://") {
+                return Err(ConfigError::new(
+                    "RELAY_DECISION_URL",
+                    "must be an http:// URL of a decision service beside the relay",
+                ));
+            }
+        }
+        if !(1..2000).contains(&env.relay_decision_timeout_ms) {
+            return Err(ConfigError::new(
+                "RELAY_DECISION_TIMEOUT_MS",
+                "must be between 1 and 1999: Tencent waits 2000 ms for the answer",
+            ));
+        }
+        let fallback_allow = match env.relay_decision_fallback.trim().to_ascii_lowercase().as_str() {
+            "allow" => true,
+            "deny" => false,
+            _ => {
+                return Err(ConfigError::new(
+                    "RELAY_DECISION_FALLBACK",
+                    "must be `allow` or `deny`",
+                ))
+            }
+        };
         if env.relay_spool_dir.trim().is_empty() {
             return Err(ConfigError::new("RELAY_SPOOL_DIR", "must not be empty"));
         }
@@ -391,6 +470,13 @@ impl Config {
             ack_timeout,
             bootstrap_servers: env.kafka_bootstrap_servers,
             topic: env.kafka_topic,
+            messages_topic: env.kafka_messages_topic,
+            other_topic: env.kafka_other_topic,
+            decision: Decision {
+                url: decision_url,
+                timeout: Duration::from_millis(env.relay_decision_timeout_ms),
+                fallback_allow,
+            },
             spool_dir: PathBuf::from(env.relay_spool_dir),
             spool_max_bytes: env.relay_spool_max_bytes,
             producer_properties,
@@ -491,7 +577,8 @@ impl fmt::Display for Config {
         write!(
             f,
             "sdk_app_id={} token={} sign_max_skew={}s listen={} admin_listen={} shutdown_drain={}s path={} body_limit={}B ack_timeout={}ms \
-             bootstrap={} topic={} spool={} spool_max={}B header_timeout={}ms body_timeout={}ms keep_alive={}s \
+             bootstrap={} topic={} messages_topic={} other_topic={} decision_url={} decision_timeout={}ms \
+             decision_fallback={} spool={} spool_max={}B header_timeout={}ms body_timeout={}ms keep_alive={}s \
              max_connections={} max_pending_publishes={} max_custom_fields={} max_field_bytes={} allowed_cidrs={} \
              trusted_proxies={} tls={}",
             self.sdk_app_id,
@@ -508,7 +595,12 @@ impl fmt::Display for Config {
             self.body_limit_bytes,
             self.ack_timeout.as_millis(),
             self.bootstrap_servers,
-            self.topic,
+            shown_topic(&self.topic),
+            shown_topic(&self.messages_topic),
+            shown_topic(&self.other_topic),
+            self.decision.url.as_deref().unwrap_or("unset (before-callbacks answered allow)"),
+            self.decision.timeout.as_millis(),
+            if self.decision.fallback_allow { "allow" } else { "deny" },
             self.spool_dir.display(),
             self.spool_max_bytes,
             self.limits.header_timeout.as_millis(),
@@ -527,6 +619,15 @@ impl fmt::Display for Config {
             write!(f, " {k}={shown}")?;
         }
         Ok(())
+    }
+}
+
+/// A topic for the start-up line: empty means its callbacks are answered OK and not published.
+fn shown_topic(topic: &str) -> &str {
+    if topic.is_empty() {
+        "off"
+    } else {
+        topic
     }
 }
 
@@ -563,7 +664,11 @@ mod tests {
         assert_eq!(c.callback_path, "/callback");
         assert_eq!(c.ack_timeout, Duration::from_millis(1500));
         assert_eq!(c.body_limit_bytes, 1 << 20);
-        assert_eq!(c.topic, "tim.group-info-changed");
+        assert_eq!(c.topic, "tim.group-changes");
+        assert_eq!(c.messages_topic, "tim.group-messages");
+        assert_eq!(c.other_topic, "tim.webhooks");
+        assert!(c.decision.url.is_none() && c.decision.fallback_allow);
+        assert_eq!(c.decision.timeout, Duration::from_millis(1500));
         assert!(c.callback_token.is_none());
         assert_eq!(c.admin_listen.to_string(), "0.0.0.0:9090");
         assert_eq!(c.log_format, LogFormat::Text);
@@ -599,6 +704,22 @@ mod tests {
         ] {
             Config::from_vars(vars(&[("TIM_SDK_APP_ID", "1"), (var, value)]))
                 .unwrap_or_else(|e| panic!("{var}={value} accepted: {e}"));
+        }
+    }
+
+    #[test]
+    fn topics_may_be_switched_off_but_not_misnamed_and_the_decision_settings_are_checked() {
+        let c = Config::from_vars(vars(&[("TIM_SDK_APP_ID", "1"), ("KAFKA_OTHER_TOPIC", "")])).unwrap();
+        assert_eq!(c.other_topic, "");
+        for (var, value) in [
+            ("KAFKA_TOPIC", "a b"),
+            ("KAFKA_MESSAGES_TOPIC", ".."),
+            ("RELAY_DECISION_URL", "ftp://x"),
+            ("RELAY_DECISION_TIMEOUT_MS", "2000"),
+            ("RELAY_DECISION_FALLBACK", "maybe"),
+        ] {
+            let err = Config::from_vars(vars(&[("TIM_SDK_APP_ID", "1"), (var, value)])).unwrap_err();
+            assert_eq!(err.var, var, "{err}");
         }
     }
 
