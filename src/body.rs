@@ -122,6 +122,24 @@ impl Body {
         }
     }
 
+    /// An optional non-negative integer, sent as a number or a string of digits.
+    pub fn uint(&mut self, field: &'static str) -> Result<Option<u64>, BodyError> {
+        self.take(field).map(|v| checked_uint(v, field)).transpose()
+    }
+
+    /// An optional value of any JSON type, kept verbatim; `shape` checks it is what it must be.
+    pub fn value(
+        &mut self,
+        field: &'static str,
+        shape: &'static str,
+        fits: fn(&Value) -> bool,
+    ) -> Result<Option<Value>, BodyError> {
+        match self.take(field) {
+            Some(v) if !fits(&v) => Err(BodyError::BadShape(field, shape)),
+            other => Ok(other),
+        }
+    }
+
     /// The fields no command took, verbatim and in their order.
     pub fn rest(self) -> Map<String, Value> {
         self.fields
@@ -135,6 +153,16 @@ pub fn checked_string(value: Value, field: &'static str, max: usize) -> Result<S
         Value::String(s) => Ok(s),
         _ => Err(BodyError::NotAString(field)),
     }
+}
+
+/// A non-negative integer, as a JSON integer or a string of digits.
+pub fn checked_uint(value: Value, field: &'static str) -> Result<u64, BodyError> {
+    match value {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => s.parse().ok(),
+        _ => None,
+    }
+    .ok_or(BodyError::BadShape(field, "a non-negative integer"))
 }
 
 /// Milliseconds since 1970 up to year 9999, as a JSON integer or a string of digits.

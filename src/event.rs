@@ -78,14 +78,8 @@ impl Event {
     /// without it two identical bodies cannot be told from a re-delivery, so `id` is random.
     pub fn new(event_type: &'static str, origin: &Origin, parsed: Parsed, extra: Map<String, Value>) -> Self {
         let id = match parsed.common.event_time_ms {
-            Some(_) => {
-                let mut name = Vec::with_capacity(origin.sdk_app_id.len() + 1 + origin.raw_body.len());
-                name.extend_from_slice(origin.sdk_app_id.as_bytes());
-                name.push(b'\n');
-                name.extend_from_slice(origin.raw_body);
-                Uuid::new_v5(&ID_NAMESPACE, &name)
-            }
-            None => Uuid::new_v4(),
+            Some(_) => stable_id(origin.sdk_app_id, &[origin.raw_body]),
+            None => Uuid::new_v4().to_string(),
         };
         let Common {
             group_id,
@@ -94,7 +88,7 @@ impl Event {
             event_time_ms,
         } = parsed.common;
         Event {
-            id: id.to_string(),
+            id,
             event_type,
             schema_version: SCHEMA_VERSION,
             sdk_app_id: origin.sdk_app_id.to_string(),
@@ -127,6 +121,18 @@ impl Event {
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("an Event always serializes")
     }
+}
+
+/// The UUIDv5 of the app ID and `parts`, each after a newline: the same callback bytes always
+/// name the same event.
+pub fn stable_id(sdk_app_id: &str, parts: &[&[u8]]) -> String {
+    let mut name = Vec::with_capacity(sdk_app_id.len() + parts.iter().map(|p| p.len() + 1).sum::<usize>());
+    name.extend_from_slice(sdk_app_id.as_bytes());
+    for part in parts {
+        name.push(b'\n');
+        name.extend_from_slice(part);
+    }
+    Uuid::new_v5(&ID_NAMESPACE, &name).to_string()
 }
 
 fn rfc3339(t: SystemTime) -> String {

@@ -4,9 +4,10 @@
 
 use serde_json::{Map, Value};
 
-use super::{Class, Command};
-use crate::body::{checked_string, Body, BodyError};
-use crate::event::{Common, Parsed};
+use super::fields::profile;
+use super::{custom, group, group_event, Class, Command};
+use crate::body::{Body, BodyError};
+use crate::event::Parsed;
 
 pub const COMMAND: Command = Command {
     name: "Group.CallbackAfterGroupInfoChanged",
@@ -15,80 +16,14 @@ pub const COMMAND: Command = Command {
     read,
 };
 
-const CUSTOM_SHAPE: &str = r#"an array of {"Key":string,"Value":string}"#;
-
-/// Profile fields and the `changes` member each becomes.
-const PROFILE: [(&str, &str); 4] = [
-    ("Name", "name"),
-    ("Introduction", "introduction"),
-    ("Notification", "notification"),
-    ("FaceUrl", "face_url"),
-];
-
 fn read(body: &mut Body) -> Result<Parsed, BodyError> {
-    let group_id = body.required("GroupId")?;
-    let common = Common {
-        group_id: Some(group_id.clone()),
-        group_type: body.string("Type")?,
-        operator: body.string("Operator_Account")?,
-        event_time_ms: None,
-    };
+    let (group_id, common) = group(body)?;
     let mut changes = Map::new();
-    for (field, member) in PROFILE {
-        if let Some(value) = body.string(field)? {
-            changes.insert(member.into(), Value::String(value));
-        }
-    }
-    if let Some((custom, members)) = custom(body)? {
-        changes.insert("custom".into(), Value::Object(custom));
-        if !members.is_empty() {
-            changes.insert("custom_members".into(), Value::Object(members));
-        }
-    }
-    let common = Common {
-        event_time_ms: body.time_ms("EventTime")?,
-        ..common
-    };
+    profile(body, &mut changes)?;
+    custom(body, &mut changes)?;
     let mut data = Map::new();
     data.insert("changes".into(), Value::Object(changes));
-    Ok(Parsed {
-        key: group_id,
-        common,
-        data,
-    })
-}
-
-/// `UserDefinedDataList` as Key -> Value, and the entries' other members by Key.
-type Custom = (Map<String, Value>, Map<String, Value>);
-
-/// `UserDefinedDataList` as Key -> Value (a repeated Key keeps its last Value), and the
-/// members of entries besides `Key` and `Value`, by the entry's Key.
-fn custom(body: &mut Body) -> Result<Option<Custom>, BodyError> {
-    const FIELD: &str = "UserDefinedDataList";
-    let max = body.limits().max_field_bytes;
-    let Some(entries) = body.list(FIELD, CUSTOM_SHAPE)? else {
-        return Ok(None);
-    };
-    let (mut custom, mut members) = (Map::new(), Map::new());
-    for entry in entries {
-        let Value::Object(mut entry) = entry else {
-            return Err(BodyError::BadShape(FIELD, CUSTOM_SHAPE));
-        };
-        let (Some(key @ Value::String(_)), Some(value @ Value::String(_))) =
-            (entry.shift_remove("Key"), entry.shift_remove("Value"))
-        else {
-            return Err(BodyError::BadShape(FIELD, CUSTOM_SHAPE));
-        };
-        let key = checked_string(key, "UserDefinedDataList.Key", max)?;
-        let value = checked_string(value, "UserDefinedDataList.Value", max)?;
-        if entry.is_empty() {
-            members.shift_remove(&key);
-        } else {
-            members.insert(key.clone(), Value::Object(entry));
-        }
-        custom.insert(key, Value::String(value));
-    }
-    Ok(Some((custom, members)))
+    Ok(group_event(group_id, common, data))
 }
 
 #[cfg(test)]
@@ -100,6 +35,7 @@ mod tests {
     use super::*;
     use crate::body::BodyLimits;
     use crate::callback::CallbackQuery;
+    use crate::commands::CUSTOM_SHAPE;
     use crate::event::{Event, Origin};
 
     fn event(body: &str, query: &str) -> Event {

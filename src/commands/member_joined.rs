@@ -1,0 +1,23 @@
+//! `Group.CallbackAfterNewMemberJoin`: members joined (`join_type` Apply or Invited).
+
+use serde_json::Map;
+
+use super::fields::{members, string};
+use super::{group, group_event, Class, Command};
+use crate::body::{Body, BodyError};
+use crate::event::Parsed;
+
+pub const COMMAND: Command = Command {
+    name: "Group.CallbackAfterNewMemberJoin",
+    class: Class::GroupState,
+    event_type: "tim.group.member_joined",
+    read,
+};
+
+fn read(body: &mut Body) -> Result<Parsed, BodyError> {
+    let (group_id, common) = group(body)?;
+    let mut data = Map::new();
+    string(body, "JoinType", "join_type", &mut data)?;
+    members(body, "NewMemberList", &mut data)?;
+    Ok(group_event(group_id, common, data))
+}

@@ -1,0 +1,25 @@
+//! `Group.CallbackOnMemberStateChange`: AVChatRoom members went online or offline (`state`,
+//! from `EventType`) and why (`cause`, from `EventCause`).
+
+use serde_json::Map;
+
+use super::fields::{members, string};
+use super::{group, group_event, Class, Command};
+use crate::body::{Body, BodyError};
+use crate::event::Parsed;
+
+pub const COMMAND: Command = Command {
+    name: "Group.CallbackOnMemberStateChange",
+    class: Class::GroupState,
+    event_type: "tim.group.member_state_changed",
+    read,
+};
+
+fn read(body: &mut Body) -> Result<Parsed, BodyError> {
+    let (group_id, common) = group(body)?;
+    let mut data = Map::new();
+    string(body, "EventType", "state", &mut data)?;
+    string(body, "EventCause", "cause", &mut data)?;
+    members(body, "MemberList", &mut data)?;
+    Ok(group_event(group_id, common, data))
+}

@@ -1,0 +1,67 @@
+//! Push-plugin callbacks (`Push.OfflinePush`, `Push.AllMemberPush`): a batch `{"Events":[...]}`
+//! of 1 to 100 events with no top-level command; each event repeats it. Each becomes one
+//! `tim.webhook` event on `KAFKA_OTHER_TOPIC`, keyed by `To_Account`, else `GroupID`, else
+//! `From_Account`. Their `EventTime` is in seconds; `event_time_ms` is it times 1000.
+
+use serde_json::Value;
+
+use super::other::{webhook, EVENT_TYPE};
+use crate::body::{checked_uint, Body, BodyError, BodyLimits};
+use crate::event::{stable_id, Event, Origin};
+
+/// Tencent sends at most 100 events per push callback.
+pub const MAX_EVENTS: usize = 100;
+const SHAPE: &str = "an array of 1 to 100 event objects";
+
+pub fn is_push(command: &str) -> bool {
+    command.starts_with("Push.")
+}
+
+/// The batch's events, in order; refused whole if any event is refused.
+pub fn events(command: &str, origin: &Origin, limits: BodyLimits) -> Result<Vec<Event>, BodyError> {
+    let mut body = Body::parse(origin.raw_body, limits)?;
+    super::check_command(command, body.peek("CallbackCommand"))?;
+    body.take("CallbackCommand");
+    let Some(Value::Array(entries)) = body.take("Events") else {
+        return Err(BodyError::BadShape("Events", SHAPE));
+    };
+    if entries.is_empty() {
+        return Err(BodyError::BadShape("Events", SHAPE));
+    }
+    if entries.len() > MAX_EVENTS {
+        return Err(BodyError::TooManyEntries("Events", MAX_EVENTS));
+    }
+    // Anything else at the top level travels with every event.
+    let rest = body.rest();
+    let max = limits.max_field_bytes;
+    entries
+        .into_iter()
+        .enumerate()
+        .map(|(index, entry)| {
+            let Value::Object(entry) = entry else {
+                return Err(BodyError::BadShape("Events", SHAPE));
+            };
+            super::check_command(command, entry.get("CallbackCommand"))?;
+            let key = ["To_Account", "GroupID", "From_Account"]
+                .iter()
+                .find_map(|f| match entry.get(*f) {
+                    Some(Value::String(s)) if !s.is_empty() && s.len() <= max => Some(s.clone()),
+                    _ => None,
+                })
+                .ok_or(BodyError::Missing("Events.To_Account"))?;
+            let seconds = |t: Value| {
+                checked_uint(t, "Events.EventTime")
+                    .ok()
+                    .and_then(|s| s.checked_mul(1000))
+            };
+            let parsed = webhook(command, key, entry, seconds);
+            let mut event = Event::new(EVENT_TYPE, origin, parsed, rest.clone());
+            // One body, many events: each is named by the body and its place in it.
+            event.id = stable_id(
+                origin.sdk_app_id,
+                &[origin.raw_body, index.to_string().as_bytes()],
+            );
+            Ok(event)
+        })
+        .collect()
+}

@@ -1,0 +1,26 @@
+//! `Group.CallbackAfterCreateTopic`: a topic was created in a Community group.
+
+use serde_json::{Map, Value};
+
+use super::fields::{profile, string};
+use super::{custom, group, group_event, Class, Command};
+use crate::body::{Body, BodyError};
+use crate::event::Parsed;
+
+pub const COMMAND: Command = Command {
+    name: "Group.CallbackAfterCreateTopic",
+    class: Class::GroupState,
+    event_type: "tim.group.topic_created",
+    read,
+};
+
+fn read(body: &mut Body) -> Result<Parsed, BodyError> {
+    let (group_id, common) = group(body)?;
+    let mut data = Map::new();
+    let topic = body.required("TopicId")?;
+    data.insert("topic_id".into(), Value::String(topic));
+    string(body, "Owner_Account", "owner", &mut data)?;
+    profile(body, &mut data)?;
+    custom(body, &mut data)?;
+    Ok(group_event(group_id, common, data))
+}

@@ -1,0 +1,27 @@
+//! `Group.CallbackAfterTopicInfoChanged`: a topic's profile changed. `TopicId` is not in
+//! Tencent's documented sample, so it is optional; `changes` is as for group profiles.
+
+use serde_json::{Map, Value};
+
+use super::fields::{profile, string};
+use super::{custom, group, group_event, Class, Command};
+use crate::body::{Body, BodyError};
+use crate::event::Parsed;
+
+pub const COMMAND: Command = Command {
+    name: "Group.CallbackAfterTopicInfoChanged",
+    class: Class::GroupState,
+    event_type: "tim.group.topic_info_changed",
+    read,
+};
+
+fn read(body: &mut Body) -> Result<Parsed, BodyError> {
+    let (group_id, common) = group(body)?;
+    let mut data = Map::new();
+    string(body, "TopicId", "topic_id", &mut data)?;
+    let mut changes = Map::new();
+    profile(body, &mut changes)?;
+    custom(body, &mut changes)?;
+    data.insert("changes".into(), Value::Object(changes));
+    Ok(group_event(group_id, common, data))
+}
