@@ -115,7 +115,7 @@ impl Application {
     /// spooled stays on disk for the next start.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let forwarder = tokio::spawn(self.relay.clone().forward(stopped));
+        let forwarder = tokio::spawn(self.relay.clone().forward(stopped, Duration::from_secs(20)));
         let served = self.server.await;
         let _ = stop.send(true);
         if tokio::time::timeout(FLUSH_TIMEOUT, forwarder).await.is_err() {
