@@ -148,7 +148,7 @@ impl Application {
     /// flushed. What is still spooled stays on disk for the next start.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let forwarder = tokio::spawn(self.relay.clone().forward(stopped));
+        let forwarder = tokio::spawn(self.relay.clone().forward(stopped, self.drain));
         let probe = tokio::spawn(self.readiness.clone().probe_forever(self.relay.clone()));
         let callbacks = self.server.handle();
         let admin = self.admin.handle();
@@ -167,7 +167,8 @@ impl Application {
             result = &mut served => result,
         };
         let _ = stop.send(true);
-        let margin = FLUSH_TIMEOUT;
+        // The forwarder returns by itself at the drain deadline; the margin covers its last wait.
+        let margin = Duration::from_secs(2);
         if tokio::time::timeout(self.drain + margin, forwarder)
             .await
             .is_err()

@@ -10,7 +10,8 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::future_producer::OwnedDeliveryResult;
+use rdkafka::producer::{BaseProducer, DeliveryFuture, FutureProducer, FutureRecord, Producer, PurgeConfig};
 use rdkafka::util::Timeout;
 
 use crate::config::{Config, ConfigError};
@@ -86,11 +87,54 @@ impl ClientContext for WatchContext {
 
 type Producer_ = FutureProducer<WatchContext>;
 
-/// Publishes records to the configured topic.
-pub struct Publisher {
-    /// Replaced as a whole when librdkafka's producer is stuck or failed fatally.
-    producer: RwLock<Arc<Producer_>>,
+/// One librdkafka producer and the configuration it was made from, replaceable as a whole.
+struct Slot {
+    current: RwLock<Arc<Producer_>>,
     client: ClientConfig,
+    watch: Arc<BrokerWatch>,
+}
+
+impl Slot {
+    fn new(client: ClientConfig, watch: &Arc<BrokerWatch>) -> Result<Self, KafkaError> {
+        let producer = client.create_with_context(WatchContext(watch.clone()))?;
+        Ok(Self {
+            current: RwLock::new(Arc::new(producer)),
+            client,
+            watch: watch.clone(),
+        })
+    }
+
+    fn get(&self) -> Arc<Producer_> {
+        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Blocking: dropping the old producer purges what it still holds and joins its thread.
+    fn recreate(&self) -> Result<(), KafkaError> {
+        let fresh: Producer_ = self
+            .client
+            .create_with_context(WatchContext(self.watch.clone()))?;
+        let old = std::mem::replace(
+            &mut *self.current.write().unwrap_or_else(|e| e.into_inner()),
+            Arc::new(fresh),
+        );
+        drop(old);
+        Ok(())
+    }
+
+    fn fatal_error(&self) -> Option<String> {
+        self.get()
+            .client()
+            .fatal_error()
+            .map(|(code, reason)| format!("{code:?}: {reason}"))
+    }
+}
+
+/// Publishes records to the configured topic through two idempotent producers: the direct one,
+/// whose records the callbacks wait for (and give up on at the ack timeout), and the forwarding
+/// one, which moves spooled records and never gives up on a record (see docs/delivery.md).
+pub struct Publisher {
+    direct: Slot,
+    forwarding: Slot,
     watch: Arc<BrokerWatch>,
     topic: String,
     ack_timeout: Duration,
@@ -100,70 +144,102 @@ pub struct Publisher {
 /// A record handed to librdkafka, not yet acknowledged.
 pub struct Pending(DeliveryFuture);
 
+impl Pending {
+    /// The broker's answer for this record. Waits as long as the producer holds the record;
+    /// cancel-safe, so the caller can bound each wait and ask again.
+    pub async fn outcome(&mut self) -> Result<(), PublishError> {
+        delivery_result((&mut self.0).await)
+    }
+}
+
+/// The producer settings the relay's promise rests on, set after the operator's
+/// `KAFKA_PRODUCER_*` properties so that none of those can weaken them.
+const ALWAYS: [(&str, &str); 2] = [("acks", "all"), ("enable.idempotence", "true")];
+
 impl Publisher {
-    /// Creates the producer. librdkafka checks every property here, so a bad
+    /// Creates both producers. librdkafka checks every property here, so a bad
     /// `KAFKA_PRODUCER_*` value stops start-up with the variable named. `late_deliveries`
     /// counts records acknowledged after their caller stopped waiting (known duplicates).
     pub fn new(config: &Config, late_deliveries: IntCounter) -> Result<Self, ConfigError> {
-        let mut client = ClientConfig::new();
-        client
+        let mut direct = ClientConfig::new();
+        direct
             .set("bootstrap.servers", &config.bootstrap_servers)
             .set("client.id", "tim-relay")
-            .set("acks", "all")
-            .set("enable.idempotence", "true")
             // A delivery librdkafka gives up on at the deadline the caller stops waiting at
             // cannot land later, behind a spooled copy of itself.
             .set("message.timeout.ms", config.ack_timeout.as_millis().to_string())
             .set("linger.ms", "2");
         for (name, value) in &config.producer_properties {
-            client.set(name, value);
+            if ALWAYS.iter().any(|(always, _)| always == name) {
+                log::warn!("KAFKA_PRODUCER_* cannot change {name}: the relay always sets it");
+            }
+            direct.set(name, value);
         }
+        for (name, value) in ALWAYS {
+            direct.set(name, value);
+        }
+        let mut forwarding = direct.clone();
+        // A forwarded record that failed while a later one of its partition was delivered would
+        // land behind it; so librdkafka keeps each record, in order, until it is delivered or
+        // refused for good, or the producer is replaced.
+        for name in [
+            "message.timeout.ms",
+            "delivery.timeout.ms",
+            "retries",
+            "message.send.max.retries",
+        ] {
+            forwarding.remove(name);
+        }
+        let client_id = format!("{}-forwarder", direct.get("client.id").unwrap_or("tim-relay"));
+        forwarding
+            .set("client.id", client_id)
+            .set("message.timeout.ms", "0")
+            .set("message.send.max.retries", i32::MAX.to_string());
         let watch = Arc::new(BrokerWatch::default());
-        let producer: Producer_ =
-            client
-                .create_with_context(WatchContext(watch.clone()))
-                .map_err(|e| match e {
-                    KafkaError::ClientConfig(_, desc, key, _) => {
-                        ConfigError::new(Config::producer_var(&key), desc)
-                    }
-                    other => ConfigError::new("KAFKA_BOOTSTRAP_SERVERS", other.to_string()),
-                })?;
+        let slot = |client| {
+            Slot::new(client, &watch).map_err(|e| match e {
+                KafkaError::ClientConfig(_, desc, key, _) => {
+                    ConfigError::new(Config::producer_var(&key), desc)
+                }
+                other => ConfigError::new("KAFKA_BOOTSTRAP_SERVERS", other.to_string()),
+            })
+        };
         Ok(Self {
-            producer: RwLock::new(Arc::new(producer)),
-            client,
-            watch,
+            direct: slot(direct)?,
+            forwarding: slot(forwarding)?,
+            watch: watch.clone(),
             topic: config.topic.clone(),
             ack_timeout: config.ack_timeout,
             late_deliveries,
         })
     }
 
-    fn current(&self) -> Arc<Producer_> {
-        self.producer.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// librdkafka's fatal error, if the producer had one (it then refuses every record).
+    /// librdkafka's fatal error, if either producer had one (it then refuses every record).
     pub fn fatal_error(&self) -> Option<String> {
-        self.current()
-            .client()
-            .fatal_error()
-            .map(|(code, reason)| format!("{code:?}: {reason}"))
+        let fatal = |name, slot: &Slot| slot.fatal_error().map(|e| format!("{name} producer: {e}"));
+        fatal("direct", &self.direct).or_else(|| fatal("forwarding", &self.forwarding))
     }
 
-    /// Replaces the producer with a new one from the same configuration. Records still queued
-    /// in the old one fail when it is dropped, so their callers spool them or retry them.
+    /// Replaces both producers with new ones from the same configuration. Blocking. Records still
+    /// held by the old ones fail when they are dropped: callbacks spool theirs, and the forwarder
+    /// sends its own again from the spool, in order.
     pub fn recreate(&self) -> Result<(), KafkaError> {
-        let fresh: Producer_ = self
-            .client
-            .create_with_context(WatchContext(self.watch.clone()))?;
-        *self.producer.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh);
-        Ok(())
+        self.direct.recreate()?;
+        self.forwarding.recreate()
+    }
+
+    /// Gives up on every record the forwarding producer still holds (they stay in the spool).
+    /// Blocking, briefly.
+    pub fn abandon_forwarded(&self) {
+        self.forwarding
+            .get()
+            .purge(PurgeConfig::default().queue().inflight());
     }
 
     /// Whether a fresh client (not the producer) gets metadata for the topic: tells a broker that
     /// is down from a producer that is stuck. Blocks up to `timeout`.
     pub fn probe(&self, timeout: Duration) -> bool {
-        let probe: Result<BaseProducer, _> = self.client.create();
+        let probe: Result<BaseProducer, _> = self.direct.client.create();
         probe.is_ok_and(|p| {
             p.client()
                 .fetch_metadata(Some(&self.topic), Timeout::After(timeout))
@@ -171,12 +247,27 @@ impl Publisher {
         })
     }
 
+    /// How long a callback waits for the broker before its record goes to the spool.
+    pub fn ack_timeout(&self) -> Duration {
+        self.ack_timeout
+    }
+
     pub fn watch(&self) -> &BrokerWatch {
         &self.watch
     }
 
-    /// Hands the record to librdkafka without waiting for the broker.
+    /// Hands the record to the direct producer without waiting for the broker.
     pub fn send(&self, record: &Record) -> Result<Pending, PublishError> {
+        self.send_with(&self.direct.get(), record)
+    }
+
+    /// Hands a spooled record to the forwarding producer, which keeps it until the broker takes
+    /// or refuses it.
+    pub fn send_forwarded(&self, record: &Record) -> Result<Pending, PublishError> {
+        self.send_with(&self.forwarding.get(), record)
+    }
+
+    fn send_with(&self, producer: &Producer_, record: &Record) -> Result<Pending, PublishError> {
         let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
         for (key, value) in &record.headers {
             headers = headers.insert(Header {
@@ -188,7 +279,7 @@ impl Publisher {
             .key(record.key.as_bytes())
             .payload(&record.payload)
             .headers(headers);
-        match self.current().send_result(kafka_record) {
+        match producer.send_result(kafka_record) {
             Ok(delivery) => Ok(Pending(delivery)),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                 Err(PublishError::QueueFull)
@@ -201,7 +292,7 @@ impl Publisher {
     pub async fn wait(&self, pending: Pending) -> Result<(), PublishError> {
         let mut delivery = pending.0;
         let result = match tokio::time::timeout(self.ack_timeout, &mut delivery).await {
-            Ok(result) => result,
+            Ok(result) => delivery_result(result),
             Err(_) => {
                 // The caller moves on (spools or answers FAIL); if the broker still takes the
                 // record, it is a duplicate worth counting.
@@ -218,15 +309,12 @@ impl Publisher {
             }
         };
         match result {
-            Ok(Ok(_)) => {
+            Ok(()) => {
                 self.watch.set_down(false);
                 Ok(())
             }
-            Ok(Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut), _))) => {
-                Err(PublishError::Timeout(self.ack_timeout.as_millis()))
-            }
-            Ok(Err((e, _))) => Err(PublishError::Rejected(e)),
-            Err(_canceled) => Err(PublishError::Rejected(KafkaError::Canceled)),
+            Err(PublishError::Timeout(_)) => Err(PublishError::Timeout(self.ack_timeout.as_millis())),
+            Err(e) => Err(e),
         }
     }
 
@@ -241,7 +329,8 @@ impl Publisher {
     /// Whether the broker answers a metadata request for the topic. Blocks up to `timeout`.
     pub fn check_ready(&self, timeout: Duration) -> Result<(), String> {
         let metadata = self
-            .current()
+            .direct
+            .get()
             .client()
             .fetch_metadata(Some(&self.topic), Timeout::After(timeout))
             .map_err(|e| format!("Kafka metadata request failed: {e}"))?;
@@ -259,8 +348,23 @@ impl Publisher {
         Ok(())
     }
 
-    /// Waits, up to `timeout`, for everything still queued to be delivered.
+    /// Waits, up to `timeout` in all, for everything both producers still hold to be delivered.
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
-        self.current().flush(Timeout::After(timeout))
+        let deadline = Instant::now() + timeout;
+        let direct = self.direct.get().flush(Timeout::After(timeout));
+        let left = deadline.saturating_duration_since(Instant::now());
+        direct.and(self.forwarding.get().flush(Timeout::After(left)))
+    }
+}
+
+/// What librdkafka reported for one record.
+fn delivery_result<Canceled>(result: Result<OwnedDeliveryResult, Canceled>) -> Result<(), PublishError> {
+    match result {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut), _))) => {
+            Err(PublishError::Timeout(0))
+        }
+        Ok(Err((e, _))) => Err(PublishError::Rejected(e)),
+        Err(_canceled) => Err(PublishError::Rejected(KafkaError::Canceled)),
     }
 }

@@ -51,7 +51,7 @@ async fn every_refusal_answers_fail_with_its_code_and_publishes_nothing() {
     );
     let long_name = format!(r#"{{"GroupId":"g1","Name":"{}"}}"#, "名".repeat(50));
     let no_command = good.replace(&format!("CallbackCommand={COMMAND}&"), "");
-    let other_command = good.replace(COMMAND, "Group.CallbackAfterCreateGroup");
+    let owner_changed = good.replace(COMMAND, "Group.CallbackAfterChangeGroupOwner");
     let cases: Vec<(&str, &str, String, u16, u32)> = vec![
         ("SdkAppid missing", &no_app_id, body.into(), 403, 4031),
         ("SdkAppid of another app", &other_app, body.into(), 403, 4032),
@@ -67,11 +67,11 @@ async fn every_refusal_answers_fail_with_its_code_and_publishes_nothing() {
         ),
         ("CallbackCommand missing", &no_command, body.into(), 400, 4001),
         (
-            "CallbackCommand of another callback",
-            &other_command,
+            "another command without a field it requires",
+            &owner_changed,
             body.into(),
             400,
-            4001,
+            4005,
         ),
         (
             "CallbackCommand in the body differs",
