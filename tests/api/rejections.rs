@@ -142,9 +142,9 @@ async fn every_refusal_answers_fail_with_its_code_and_publishes_nothing() {
         r#"tim_relay_callbacks_total{outcome="ok"} 1"#,
         r#"tim_relay_callbacks_total{outcome="rejected_app_id"} 2"#,
         r#"tim_relay_callbacks_total{outcome="rejected_sign"} 4"#,
-        r#"tim_relay_callbacks_total{outcome="rejected_command"} 3"#,
+        r#"tim_relay_callbacks_total{outcome="rejected_command"} 2"#,
         r#"tim_relay_callbacks_total{outcome="rejected_too_large"} 1"#,
-        r#"tim_relay_callbacks_total{outcome="rejected_body"} 11"#,
+        r#"tim_relay_callbacks_total{outcome="rejected_body"} 12"#,
     ] {
         assert!(metrics.contains(line), "missing {line} in\n{metrics}");
     }
