@@ -17,6 +17,15 @@ use crate::log_limit::{LogLimit, Verdict};
 pub const MAX_ANSWER_BYTES: usize = 1 << 20;
 /// Every `outcome` label `decide` returns, for metrics that start each at 0.
 pub const OUTCOMES: [&str; 4] = ["allowed_default", "forwarded", "fallback_allow", "fallback_deny"];
+/// Every [`Failure::label`], for a `reason` metric that starts each at 0.
+pub const FAILURE_REASONS: [&str; 6] = [
+    "timeout",
+    "transport",
+    "status",
+    "too_large",
+    "invalid",
+    "bad_url",
+];
 /// Idle pooled connections are dropped before common servers drop them (5 s in Node and
 /// uvicorn), so a callback is not sent on a connection the service is closing.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
@@ -164,6 +173,14 @@ fn decision(body: &'static str, outcome: &'static str) -> Decision {
         outcome,
         failure: None,
     }
+}
+
+/// Whether Tencent waits for a decision on this command: `Group.CallbackBefore*`,
+/// `C2C.CallbackBeforeSendMsg`, `OfficialAccount.CallbackBefore*`, `Sns.CallbackPrev*`.
+pub fn is_before_callback(command: &str) -> bool {
+    command
+        .split_once('.')
+        .is_some_and(|(_, name)| name.starts_with("CallbackBefore") || name.starts_with("CallbackPrev"))
 }
 
 /// The decision URL as the relay can use it: http://, a host, no fragment.
@@ -636,6 +653,28 @@ mod tests {
             worker.join().unwrap();
         }
         assert!(svc.connections.load(Ordering::SeqCst) <= 2);
+    }
+
+    #[test]
+    fn before_callbacks_are_told_from_after_callbacks_by_name() {
+        for before in [
+            "Group.CallbackBeforeSendMsg",
+            "Group.CallbackBeforeCreateGroup",
+            "C2C.CallbackBeforeSendMsg",
+            "Sns.CallbackPrevFriendAdd",
+            "OfficialAccount.CallbackBeforeSendMsg",
+        ] {
+            assert!(is_before_callback(before), "{before}");
+        }
+        for after in [
+            "Group.CallbackAfterGroupInfoChanged",
+            "Group.CallbackSendMsgException",
+            "Sns.CallbackFriendAdd",
+            "State.StateChange",
+            "CallbackBeforeSendMsg",
+        ] {
+            assert!(!is_before_callback(after), "{after}");
+        }
     }
 
     #[test]
