@@ -38,6 +38,11 @@ const DENY_UNREACHABLE: &str = r#"{"ActionStatus":"OK","ErrorInfo":"denied by ti
 const DENY_INVALID: &str = r#"{"ActionStatus":"OK","ErrorInfo":"denied by tim-relay: the decision service gave an invalid answer","ErrorCode":1}"#;
 
 /// Answers before-callbacks; created once, shares one keep-alive pool across all workers.
+///
+/// The exchanges run on a runtime of their own: hyper drives each pooled connection from a
+/// task on the runtime that opened it, and an actix worker's runtime is not one to share (a
+/// worker that is busy, or stopping at shutdown, would stall or break the other workers'
+/// decisions on its connections).
 pub struct Decider {
     target: Target,
     timeout: Duration,
@@ -51,6 +56,7 @@ enum Target {
     Service {
         client: reqwest::Client,
         url: Url,
+        runtime: Runtime,
     },
     /// Set but unusable: every callback gets the fallback, with this reason.
     Unusable(String),
@@ -110,8 +116,8 @@ impl Decider {
         let target = match config.url.as_deref() {
             None => Target::AllowAll,
             Some(url) => {
-                match check_url(url).and_then(|url| Ok((client()?, url))) {
-                    Ok((client, url)) => Target::Service { client, url },
+                match check_url(url).and_then(|url| Ok((client()?, url, Runtime::start()?))) {
+                    Ok((client, url, runtime)) => Target::Service { client, url, runtime },
                     Err(reason) => {
                         log::error!("RELAY_DECISION_URL is not usable, every before-callback gets the fallback: {reason}");
                         Target::Unusable(reason)
@@ -130,20 +136,24 @@ impl Decider {
     /// The answer to a before-callback with this raw query string and body; returns within
     /// the decision timeout whatever the service does.
     pub async fn decide(&self, query: &str, body: Bytes) -> Decision {
-        let (client, url) = match &self.target {
+        let (client, url, runtime) = match &self.target {
             Target::AllowAll => return decision(OK_BODY, "allowed_default"),
             Target::Unusable(reason) => return self.fall_back(Failure::BadUrl(reason.clone())),
-            Target::Service { client, url } => (client, url),
+            Target::Service { client, url, runtime } => (client, url, runtime),
         };
-        // One deadline over connect, send and the whole answer read.
-        match tokio::time::timeout(self.timeout, ask(client, with_query(url, query), body)).await {
-            Ok(Ok(answer)) => Decision {
+        // One deadline over connect, send and the whole answer read, inside the task (which
+        // ends even if this caller goes away) and here (which returns even if it is late).
+        let exchange = tokio::time::timeout(self.timeout, ask(client.clone(), with_query(url, query), body));
+        let mut task = AbortOnDrop(runtime.spawn(exchange));
+        match tokio::time::timeout(self.timeout, &mut task.0).await {
+            Ok(Ok(Ok(Ok(answer)))) => Decision {
                 body: answer,
                 outcome: "forwarded",
                 failure: None,
             },
-            Ok(Err(failure)) => self.fall_back(failure),
-            Err(_) => self.fall_back(Failure::Timeout(self.timeout)),
+            Ok(Ok(Ok(Err(failure)))) => self.fall_back(failure),
+            Ok(Err(e)) => self.fall_back(Failure::Transport(format!("the exchange failed: {e}"))),
+            Ok(Ok(Err(_))) | Err(_) => self.fall_back(Failure::Timeout(self.timeout)),
         }
     }
 
@@ -219,7 +229,48 @@ fn with_query(base: &Url, query: &str) -> Url {
     url
 }
 
-async fn ask(client: &reqwest::Client, url: Url, body: Bytes) -> Result<Bytes, Failure> {
+/// The runtime the decision exchanges and their pooled connections live on.
+struct Runtime(Option<tokio::runtime::Runtime>);
+
+impl Runtime {
+    fn start() -> Result<Self, String> {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("tim-relay-decision")
+            .enable_all()
+            .build()
+            .map(|rt| Self(Some(rt)))
+            .map_err(|e| format!("cannot start its runtime: {e}"))
+    }
+
+    fn spawn<F>(&self, exchange: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.0.as_ref().expect("runtime lives until drop").spawn(exchange)
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        // A plain drop blocks, which panics when the Decider is dropped inside async code.
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// Cancels the exchange when its caller stops waiting.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn ask(client: reqwest::Client, url: Url, body: Bytes) -> Result<Bytes, Failure> {
     let mut response = client
         .post(url)
         .header(header::CONTENT_TYPE, "application/json")
@@ -629,30 +680,25 @@ mod tests {
         assert_eq!(svc.connections.load(Ordering::SeqCst), 1);
     }
 
-    /// actix runs one single-threaded runtime per worker; the one pool serves them all.
+    /// actix runs one single-threaded runtime per worker; a connection opened from one
+    /// worker must still serve another while the first is busy (here: not running at all).
     #[test]
-    fn one_decider_serves_several_worker_runtimes() {
+    fn a_decision_does_not_depend_on_the_runtime_that_opened_the_connection() {
         let server = tokio::runtime::Runtime::new().unwrap();
         let svc = server.block_on(service(reply("200 OK", OK_BODY.as_bytes())));
-        let decider = Arc::new(decider(Some(svc.base.clone()), false));
-        let workers: Vec<_> = (0..2)
-            .map(|_| {
-                let decider = decider.clone();
-                std::thread::spawn(move || {
-                    let worker = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .unwrap();
-                    for _ in 0..3 {
-                        assert_eq!(worker.block_on(decide(&decider)).outcome, "forwarded");
-                    }
-                })
-            })
-            .collect();
-        for worker in workers {
-            worker.join().unwrap();
+        let decider = decider(Some(svc.base.clone()), false);
+        let worker = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+        };
+        let (first, second) = (worker(), worker());
+        assert_eq!(first.block_on(decide(&decider)).outcome, "forwarded");
+        for _ in 0..2 {
+            assert_eq!(second.block_on(decide(&decider)).outcome, "forwarded");
         }
-        assert!(svc.connections.load(Ordering::SeqCst) <= 2);
+        assert_eq!(svc.connections.load(Ordering::SeqCst), 1);
     }
 
     #[test]
