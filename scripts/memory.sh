@@ -214,7 +214,8 @@ distinct=$(sort -u "$OUT/keys.txt" | wc -l)
   echo "spool: filled in ${fill_seconds}s to $spooled_events events, $spooled_bytes bytes (max ${MEMORY_SPOOL_MAX_BYTES:-default})"
   awk -v e="$spooled_events" -v b="$spooled_bytes" -v s="$drain_seconds" 'BEGIN {
       printf "drain: %.1f s, %.0f events/s, %.2f MB/s\n", s, e / s, b / s / 1e6 }'
-  echo "answered OK: $ok; in topic: $in_topic records, $distinct distinct GroupIds; dead: $dead"
+  wrk_ok=$(grep -ho 'MEMORY_RESULT.* ok=[0-9]*' "$OUT/wrk.log" | awk -F'ok=' '{ n += $2 } END { print n + 0 }')
+  echo "answered OK: $ok (wrk saw $wrk_ok; it stops counting at SIGINT); in topic: $in_topic records, $distinct distinct GroupIds; dead: $dead"
   echo "run time: $((SECONDS - START)) s"
 } | tee "$OUT/summary.txt"
 
