@@ -1,23 +1,61 @@
 //! The durable local spool: events answered OK that Kafka has not acknowledged yet.
 //!
 //! Stored in a redb database (crash-safe, checksummed commits, fsync on every commit). Each
-//! entry also carries its own CRC-32, so a damaged entry is found, logged and set aside rather
-//! than sent or allowed to panic. Appends from concurrent callbacks share one commit (group
-//! commit on a dedicated writer thread), so a burst costs one fsync, not one per callback.
+//! entry also carries its own CRC-32 and a format version ([`entry`]), so a damaged entry is
+//! found, logged and set aside rather than sent or allowed to panic, and a later release can
+//! read what this one wrote. Appends from concurrent callbacks share one commit (group commit
+//! on a dedicated writer thread), so a burst costs one fsync, not one per callback.
+//!
+//! Memory does not grow with the spool: redb's page cache is bounded ([`CACHE_BYTES`]), the
+//! forwarder reads a batch at a time, and what `/metrics` shows is kept in atomics, so a scrape
+//! never opens a transaction.
+
+mod entry;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{
+    Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    TableDefinition, TableError, WriteTransaction,
+};
 use tokio::sync::{oneshot, Notify};
 
 use crate::record::Record;
+use entry::{Decoded, Layout};
 
-const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
-/// Entries Kafka refused for good (too large, not authorized): kept, counted, never dropped.
-const DEAD: TableDefinition<u64, &[u8]> = TableDefinition::new("dead");
+/// redb's page cache; redb's default is 1 GiB, and with it a full 1 GiB spool was held in
+/// memory (1.46 GB resident) and some of it stayed after the drain. The spool is written at its
+/// tail and read once at its head, so the cache only needs the pages of one commit and the
+/// B-tree's upper levels: 16 MiB holds a 500-entry forwarding batch many times over. Pages it
+/// does not hold are read back through the OS page cache, which is not the relay's memory. Half
+/// of it also bounds a write transaction's dirty pages: redb writes the excess out early.
+pub const CACHE_BYTES: usize = 16 << 20;
+
+/// Where the entries of one layout live; the table, not the entry, tells v0 from later ones.
+#[derive(Clone, Copy)]
+struct Tables {
+    layout: Layout,
+    events: TableDefinition<'static, u64, &'static [u8]>,
+    /// Entries Kafka refused for good (too large, not authorized): kept, counted, never dropped.
+    dead: TableDefinition<'static, u64, &'static [u8]>,
+}
+
+/// The first release's tables (layout v0). Read and drained, never appended to; `events` is
+/// deleted once empty.
+const LEGACY: Tables = Tables {
+    layout: Layout::Legacy,
+    events: TableDefinition::new("events"),
+    dead: TableDefinition::new("dead"),
+};
+/// The tables this release appends to (layout v1 and later, each entry with its version byte).
+const VERSIONED: Tables = Tables {
+    layout: Layout::Versioned,
+    events: TableDefinition::new("events_v1"),
+    dead: TableDefinition::new("dead_v1"),
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
@@ -33,6 +71,7 @@ fn storage(e: impl std::fmt::Display) -> SpoolError {
 
 struct Append {
     entry: Vec<u8>,
+    spooled_at_ms: u64,
     done: oneshot::Sender<Result<(), SpoolError>>,
 }
 
@@ -41,8 +80,34 @@ struct Shared {
     events: AtomicU64,
     bytes: AtomicU64,
     dead: AtomicU64,
+    /// `spooled_at_ms` of the oldest waiting entry; 0 when the spool is empty.
+    oldest_ms: AtomicU64,
+    /// Whether the legacy `events` table still holds entries (they are older than any other).
+    legacy_left: AtomicBool,
+    /// Held from a write transaction's start until `oldest_ms` and `legacy_left` are updated,
+    /// so they follow commit order (redb lets one write transaction run at a time anyway).
+    writing: Mutex<()>,
+    /// Legacy entries have sequence numbers below this, the entries of this release at or
+    /// above it, so a sequence number says which table holds it.
+    legacy_end: u64,
     max_bytes: u64,
     appended: Notify,
+}
+
+impl Shared {
+    fn write_lock(&self) -> MutexGuard<'_, ()> {
+        self.writing
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn tables_for(&self, seq: u64) -> Tables {
+        if seq < self.legacy_end {
+            LEGACY
+        } else {
+            VERSIONED
+        }
+    }
 }
 
 /// A handle to the spool; cheap to clone. The database closes when the last handle is dropped.
@@ -74,9 +139,21 @@ pub struct Spooled {
     pub record: Record,
 }
 
+/// What [`Spool::open`] finds in the database.
+#[derive(Default)]
+struct Scan {
+    events: u64,
+    bytes: u64,
+    dead: u64,
+    oldest_ms: u64,
+    legacy_end: u64,
+    first_versioned: Option<u64>,
+}
+
 impl Spool {
     /// Opens (or creates) the spool in `dir`. A database that cannot be opened even after
-    /// redb's own repair is moved aside with an `error` line and a new one is started.
+    /// redb's own repair is moved aside with an `error` line and a new one is started. A spool
+    /// holding entries of a newer format than this release reads is refused (see docs/spool.md).
     pub fn open(dir: &Path, max_bytes: u64) -> Result<Self, SpoolError> {
         std::fs::create_dir_all(dir).map_err(|e| storage(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join("spool.redb");
@@ -96,17 +173,31 @@ impl Spool {
             }
             Err(e) => return Err(storage(format!("cannot open {}: {e}", path.display()))),
         };
-        let (events, bytes, dead) = Self::count(&db)?;
-        if events > 0 {
+        let scan = scan(&db).map_err(|e| storage(format!("{}: {e}", path.display())))?;
+        if scan.first_versioned.is_some_and(|first| first < scan.legacy_end) {
+            // Only a downgrade to the first release and back writes both with the same numbers.
+            return Err(storage(format!(
+                "{}: its legacy and current tables overlap (was an older release run on it?); \
+                 drain it with the release that wrote the legacy entries, or move it aside",
+                path.display()
+            )));
+        }
+        if scan.events > 0 {
             log::info!(
-                "spool holds {events} events ({bytes} bytes) from an earlier run; forwarding them first"
+                "spool holds {} events ({} bytes) from an earlier run; forwarding them first",
+                scan.events,
+                scan.bytes
             );
         }
         let shared = Arc::new(Shared {
             db,
-            events: AtomicU64::new(events),
-            bytes: AtomicU64::new(bytes),
-            dead: AtomicU64::new(dead),
+            events: AtomicU64::new(scan.events),
+            bytes: AtomicU64::new(scan.bytes),
+            dead: AtomicU64::new(scan.dead),
+            oldest_ms: AtomicU64::new(scan.oldest_ms),
+            legacy_left: AtomicBool::new(scan.legacy_end > 0),
+            writing: Mutex::new(()),
+            legacy_end: scan.legacy_end,
             max_bytes,
             appended: Notify::new(),
         });
@@ -123,34 +214,20 @@ impl Spool {
         Ok(Self { shared, writer })
     }
 
-    fn count(db: &Database) -> Result<(u64, u64, u64), SpoolError> {
-        let tx = db.begin_write().map_err(storage)?;
-        let counts = {
-            let events = tx.open_table(EVENTS).map_err(storage)?;
-            let dead = tx.open_table(DEAD).map_err(storage)?;
-            let mut bytes = 0;
-            for item in events.iter().map_err(storage)? {
-                bytes += item.map_err(storage)?.1.value().len() as u64;
-            }
-            (
-                events.len().map_err(storage)?,
-                bytes,
-                dead.len().map_err(storage)?,
-            )
-        };
-        tx.commit().map_err(storage)?;
-        Ok(counts)
-    }
-
     /// Appends a record; returns once it is committed to disk (fsynced).
     pub async fn append(&self, record: &Record) -> Result<(), SpoolError> {
         let (done, result) = oneshot::channel();
-        let entry = encode(now_ms(), record);
+        let spooled_at_ms = now_ms();
+        let entry = entry::encode(spooled_at_ms, record);
         self.writer
             .queue
             .as_ref()
             .ok_or_else(|| storage("spool writer stopped"))?
-            .send(Append { entry, done })
+            .send(Append {
+                entry,
+                spooled_at_ms,
+                done,
+            })
             .map_err(|_| storage("spool writer stopped"))?;
         result.await.map_err(|_| storage("spool writer stopped"))?
     }
@@ -171,6 +248,11 @@ impl Spool {
         self.shared.dead.load(Ordering::Acquire)
     }
 
+    /// `RELAY_SPOOL_MAX_BYTES`: appends that would pass it are refused.
+    pub fn max_bytes(&self) -> u64 {
+        self.shared.max_bytes
+    }
+
     pub fn has_room(&self) -> bool {
         self.shared.bytes.load(Ordering::Acquire) < self.shared.max_bytes
     }
@@ -180,29 +262,46 @@ impl Spool {
         self.shared.appended.notified().await
     }
 
-    /// The oldest entries, up to `max`, in arrival order. Blocking. Damaged entries are moved
-    /// to the dead table with an `error` line.
+    /// The oldest entries, up to `max`, in arrival order. Blocking. Damaged entries, and
+    /// entries of a format this release does not read, are moved to the dead table with an
+    /// `error` line.
     pub fn oldest(&self, max: usize) -> Result<Vec<Spooled>, SpoolError> {
         let mut batch = Vec::new();
         let mut damaged = Vec::new();
         {
             let tx = self.shared.db.begin_read().map_err(storage)?;
-            let table = tx.open_table(EVENTS).map_err(storage)?;
-            for item in table.iter().map_err(storage)?.take(max) {
-                let (seq, value) = item.map_err(storage)?;
-                match decode(value.value()) {
-                    Some((spooled_at_ms, record)) => batch.push(Spooled {
-                        seq: seq.value(),
-                        spooled_at_ms,
-                        record,
-                    }),
-                    None => damaged.push(seq.value()),
+            for tables in [LEGACY, VERSIONED] {
+                let Some(table) = open_read(&tx, tables.events)? else {
+                    continue;
+                };
+                let room = max.saturating_sub(batch.len() + damaged.len());
+                for item in table.iter().map_err(storage)?.take(room) {
+                    let (seq, value) = item.map_err(storage)?;
+                    let seq = seq.value();
+                    match entry::decode(tables.layout, value.value()) {
+                        Decoded::Entry {
+                            spooled_at_ms,
+                            record,
+                        } => batch.push(Spooled {
+                            seq,
+                            spooled_at_ms,
+                            record,
+                        }),
+                        Decoded::Damaged => damaged.push(seq),
+                        Decoded::Unknown(version) => {
+                            log::error!(
+                                "spool entry {seq} is in format version {version}, which this release \
+                                 does not read; moved to the dead table"
+                            );
+                            damaged.push(seq);
+                        }
+                    }
                 }
             }
         }
         if !damaged.is_empty() {
             log::error!(
-                "spool: {} entries failed their checksum; moved to the dead table",
+                "spool: {} entries failed their checksum or format check; moved to the dead table",
                 damaged.len()
             );
             self.settle(&[], &damaged)?;
@@ -210,52 +309,176 @@ impl Spool {
         Ok(batch)
     }
 
-    /// Age of the oldest waiting entry.
+    /// Age of the oldest waiting entry. Reads two atomics: never touches the database.
     pub fn oldest_age(&self) -> Option<Duration> {
-        let first = self.oldest(1).ok()?.into_iter().next()?;
-        Some(Duration::from_millis(
-            now_ms().saturating_sub(first.spooled_at_ms),
-        ))
+        if self.is_empty() {
+            return None;
+        }
+        match self.shared.oldest_ms.load(Ordering::Acquire) {
+            0 => None,
+            at => Some(Duration::from_millis(now_ms().saturating_sub(at))),
+        }
     }
 
     /// Removes delivered entries and moves refused ones to the dead table, in one commit. Blocking.
     pub fn settle(&self, delivered: &[u64], refused: &[u64]) -> Result<(), SpoolError> {
-        let tx = self.shared.db.begin_write().map_err(storage)?;
-        let (mut freed, mut removed, mut moved) = (0u64, 0u64, 0u64);
-        {
-            let mut events = tx.open_table(EVENTS).map_err(storage)?;
-            let mut dead = tx.open_table(DEAD).map_err(storage)?;
-            for seq in delivered {
-                if let Some(v) = events.remove(seq).map_err(storage)? {
-                    freed += v.value().len() as u64;
-                    removed += 1;
-                }
+        let shared = &self.shared;
+        let _writing = shared.write_lock();
+        let tx = shared.db.begin_write().map_err(storage)?;
+        let mut counts = Counts::default();
+        let mut legacy_left = shared.legacy_left.load(Ordering::Acquire);
+        for tables in [LEGACY, VERSIONED] {
+            let ours = |seq: &&u64| shared.tables_for(**seq).layout == tables.layout;
+            let delivered: Vec<u64> = delivered.iter().filter(ours).copied().collect();
+            let refused: Vec<u64> = refused.iter().filter(ours).copied().collect();
+            if delivered.is_empty() && refused.is_empty() {
+                continue;
             }
-            for seq in refused {
-                if let Some(v) = events.remove(seq).map_err(storage)? {
-                    let entry = v.value().to_vec();
-                    freed += entry.len() as u64;
-                    removed += 1;
-                    moved += 1;
-                    dead.insert(seq, entry.as_slice()).map_err(storage)?;
-                }
+            let now_empty = settle_in(&tx, tables, &delivered, &refused, &mut counts)?;
+            if tables.layout == Layout::Legacy && now_empty {
+                tx.delete_table(LEGACY.events).map_err(storage)?;
+                legacy_left = false;
             }
         }
+        let head = head(&tx, legacy_left)?;
         tx.commit().map_err(storage)?;
-        self.shared.events.fetch_sub(removed, Ordering::AcqRel);
-        self.shared.bytes.fetch_sub(freed, Ordering::AcqRel);
-        self.shared.dead.fetch_add(moved, Ordering::AcqRel);
+        if !legacy_left && shared.legacy_left.swap(false, Ordering::AcqRel) {
+            log::info!("spool: the entries of the previous format are all forwarded");
+        }
+        match head {
+            Head::Empty => shared.oldest_ms.store(0, Ordering::Release),
+            Head::At(at) => shared.oldest_ms.store(at, Ordering::Release),
+            // Keeps the removed head's time: the age shown errs on the old side until the
+            // damaged entry is set aside.
+            Head::Unreadable => {}
+        }
+        shared.events.fetch_sub(counts.removed, Ordering::AcqRel);
+        shared.bytes.fetch_sub(counts.freed, Ordering::AcqRel);
+        shared.dead.fetch_add(counts.moved, Ordering::AcqRel);
         Ok(())
     }
+}
+
+#[derive(Default)]
+struct Counts {
+    freed: u64,
+    removed: u64,
+    moved: u64,
+}
+
+/// Settles the entries of one layout; returns whether its events table is now empty.
+fn settle_in(
+    tx: &WriteTransaction,
+    tables: Tables,
+    delivered: &[u64],
+    refused: &[u64],
+    counts: &mut Counts,
+) -> Result<bool, SpoolError> {
+    let mut events = tx.open_table(tables.events).map_err(storage)?;
+    for seq in delivered {
+        if let Some(v) = events.remove(seq).map_err(storage)? {
+            counts.freed += v.value().len() as u64;
+            counts.removed += 1;
+        }
+    }
+    if !refused.is_empty() {
+        let mut dead = tx.open_table(tables.dead).map_err(storage)?;
+        for seq in refused {
+            if let Some(v) = events.remove(seq).map_err(storage)? {
+                let entry = v.value().to_vec();
+                counts.freed += entry.len() as u64;
+                counts.removed += 1;
+                counts.moved += 1;
+                dead.insert(seq, entry.as_slice()).map_err(storage)?;
+            }
+        }
+    }
+    events.is_empty().map_err(storage)
+}
+
+enum Head {
+    Empty,
+    At(u64),
+    /// The first entry fails its checksum: the forwarder's next read sets it aside.
+    Unreadable,
+}
+
+/// The oldest waiting entry's time, seen from inside a write transaction.
+fn head(tx: &WriteTransaction, legacy_left: bool) -> Result<Head, SpoolError> {
+    for tables in [LEGACY, VERSIONED] {
+        if tables.layout == Layout::Legacy && !legacy_left {
+            continue;
+        }
+        let table = tx.open_table(tables.events).map_err(storage)?;
+        let first = table.first().map_err(storage)?;
+        if let Some((_, value)) = first {
+            return Ok(entry::spooled_at(tables.layout, value.value()).map_or(Head::Unreadable, Head::At));
+        }
+    }
+    Ok(Head::Empty)
 }
 
 fn open_db(path: &Path) -> Result<Database, redb::DatabaseError> {
     let shown = path.display().to_string();
     Database::builder()
+        .set_cache_size(CACHE_BYTES)
         .set_repair_callback(move |_| {
             log::error!("spool {shown} was not closed cleanly; repairing (checksums decide what is kept)")
         })
         .create(path)
+}
+
+/// A table in a read transaction; `None` if no transaction has created it yet.
+fn open_read(
+    tx: &ReadTransaction,
+    table: TableDefinition<'static, u64, &'static [u8]>,
+) -> Result<Option<ReadOnlyTable<u64, &'static [u8]>>, SpoolError> {
+    match tx.open_table(table) {
+        Ok(table) => Ok(Some(table)),
+        Err(TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(storage(e)),
+    }
+}
+
+/// Counts what the database holds, streaming through it (one page at a time, not the whole
+/// spool in memory), and checks that every entry is in a format this release reads.
+fn scan(db: &Database) -> Result<Scan, SpoolError> {
+    let tx = db.begin_read().map_err(storage)?;
+    let mut scan = Scan::default();
+    for tables in [LEGACY, VERSIONED] {
+        if let Some(dead) = open_read(&tx, tables.dead)? {
+            scan.dead += dead.len().map_err(storage)?;
+        }
+        let Some(events) = open_read(&tx, tables.events)? else {
+            continue;
+        };
+        for item in events.iter().map_err(storage)? {
+            let (seq, value) = item.map_err(storage)?;
+            let (seq, value) = (seq.value(), value.value());
+            scan.events += 1;
+            scan.bytes += value.len() as u64;
+            match tables.layout {
+                Layout::Legacy => scan.legacy_end = seq + 1,
+                Layout::Versioned => {
+                    scan.first_versioned.get_or_insert(seq);
+                }
+            }
+            // A damaged entry is set aside when the forwarder reaches it; an intact entry of
+            // a newer format was written by a newer release, which is the one to drain it.
+            if let Some(version) = entry::version(tables.layout, value).filter(|v| *v > entry::CURRENT) {
+                return Err(storage(format!(
+                    "spool entry {seq} is in format version {version}, newer than this release \
+                     reads (up to {}); run the newer release until the spool is drained, or move \
+                     spool.redb aside",
+                    entry::CURRENT
+                )));
+            }
+            if scan.oldest_ms == 0 {
+                scan.oldest_ms = entry::spooled_at(tables.layout, value).unwrap_or(0);
+            }
+        }
+    }
+    Ok(scan)
 }
 
 /// The writer thread: takes every append waiting, commits them together, answers each.
@@ -272,18 +495,20 @@ fn write_loop(shared: &Shared, queue: mpsc::Receiver<Append>) {
 }
 
 fn commit_batch(shared: &Shared, pending: &mut [Append]) -> Vec<Result<(), SpoolError>> {
+    let _writing = shared.write_lock();
     let mut bytes = shared.bytes.load(Ordering::Acquire);
     let mut outcome: Vec<Result<(), SpoolError>> = Vec::with_capacity(pending.len());
+    let mut first_at = None;
     let mut write = || -> Result<(u64, u64), SpoolError> {
         let tx = shared.db.begin_write().map_err(storage)?;
         let mut added = (0u64, 0u64);
         {
-            let mut table = tx.open_table(EVENTS).map_err(storage)?;
+            let mut table = tx.open_table(VERSIONED.events).map_err(storage)?;
             let mut seq = table
                 .last()
                 .map_err(storage)?
-                .map(|(k, _)| k.value() + 1)
-                .unwrap_or(0);
+                .map_or(0, |(k, _)| k.value() + 1)
+                .max(shared.legacy_end);
             for append in pending.iter() {
                 let len = append.entry.len() as u64;
                 if bytes + len > shared.max_bytes {
@@ -297,6 +522,7 @@ fn commit_batch(shared: &Shared, pending: &mut [Append]) -> Vec<Result<(), Spool
                 seq += 1;
                 bytes += len;
                 added = (added.0 + 1, added.1 + len);
+                first_at.get_or_insert(append.spooled_at_ms);
                 outcome.push(Ok(()));
             }
         }
@@ -305,6 +531,12 @@ fn commit_batch(shared: &Shared, pending: &mut [Append]) -> Vec<Result<(), Spool
     };
     match write() {
         Ok((events, added_bytes)) => {
+            if let Some(at) = first_at {
+                // Only an empty spool's head moves on append.
+                let _ = shared
+                    .oldest_ms
+                    .compare_exchange(0, at, Ordering::AcqRel, Ordering::Acquire);
+            }
             shared.events.fetch_add(events, Ordering::AcqRel);
             shared.bytes.fetch_add(added_bytes, Ordering::AcqRel);
             outcome
@@ -323,34 +555,35 @@ fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
-/// `crc32 | spooled_at_ms | record`, the CRC covering everything after it.
-fn encode(spooled_at_ms: u64, record: &Record) -> Vec<u8> {
-    let mut body = spooled_at_ms.to_le_bytes().to_vec();
-    record.encode_into(&mut body);
-    let mut entry = crc32fast::hash(&body).to_le_bytes().to_vec();
-    entry.extend_from_slice(&body);
-    entry
-}
-
-fn decode(entry: &[u8]) -> Option<(u64, Record)> {
-    let (crc, body) = entry.split_at_checked(4)?;
-    if crc32fast::hash(body).to_le_bytes() != crc {
-        return None;
-    }
-    let (at, record) = body.split_at_checked(8)?;
-    Some((u64::from_le_bytes(at.try_into().ok()?), Record::decode(record)?))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use entry::tests::{encode_future, encode_v0, record};
 
-    fn record(group: &str) -> Record {
-        Record {
-            key: group.into(),
-            payload: format!(r#"{{"group_id":"{group}"}}"#).into_bytes(),
-            headers: vec![("ce_id".into(), "1".into())],
+    /// Writes raw entries into a table, as another release (or damage) would have left them.
+    fn put_raw(db: &Database, table: TableDefinition<u64, &[u8]>, entries: &[(u64, Vec<u8>)]) {
+        let tx = db.begin_write().unwrap();
+        {
+            let mut table = tx.open_table(table).unwrap();
+            for (seq, entry) in entries {
+                table.insert(seq, entry.as_slice()).unwrap();
+            }
         }
+        tx.commit().unwrap();
+    }
+
+    fn count(db: &Database, table: TableDefinition<'static, u64, &'static [u8]>) -> u64 {
+        let tx = db.begin_read().unwrap();
+        open_read(&tx, table).unwrap().map_or(0, |t| t.len().unwrap())
+    }
+
+    fn keys(spool: &Spool) -> Vec<String> {
+        spool
+            .oldest(100)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.record.key)
+            .collect()
     }
 
     #[tokio::test]
@@ -365,13 +598,7 @@ mod tests {
         spool.settle(&[first[0].seq], &[]).unwrap();
         drop(spool);
         let spool = Spool::open(dir.path(), 1 << 20).unwrap();
-        let keys: Vec<String> = spool
-            .oldest(10)
-            .unwrap()
-            .into_iter()
-            .map(|s| s.record.key)
-            .collect();
-        assert_eq!(keys, ["b", "c"]);
+        assert_eq!(keys(&spool), ["b", "c"]);
         assert_eq!(spool.depth().0, 2);
     }
 
@@ -404,14 +631,119 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_flipped_byte_fails_the_checksum() {
-        let mut entry = encode(7, &record("a"));
-        assert_eq!(decode(&entry).unwrap().1.key, "a");
-        let last = entry.len() - 1;
-        entry[last] ^= 1;
-        assert!(decode(&entry).is_none());
-        assert!(decode(&entry[..3]).is_none());
+    #[tokio::test]
+    async fn a_spool_of_the_previous_release_is_forwarded_first_then_retired() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = Database::create(dir.path().join("spool.redb")).unwrap();
+            let old = [
+                (4, encode_v0(1_000, &record("old1"))),
+                (5, encode_v0(2_000, &record("old2"))),
+            ];
+            put_raw(&db, LEGACY.events, &old);
+            put_raw(&db, LEGACY.dead, &[(1, encode_v0(500, &record("dead")))]);
+        }
+        let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!((spool.depth().0, spool.dead_events()), (2, 1));
+        spool.append(&record("new")).await.unwrap();
+        let batch = spool.oldest(10).unwrap();
+        let seqs: Vec<u64> = batch.iter().map(|s| s.seq).collect();
+        assert_eq!(keys(&spool), ["old1", "old2", "new"]);
+        assert_eq!(seqs, [4, 5, 6], "new entries are numbered after the legacy ones");
+        assert_eq!(batch[0].spooled_at_ms, 1_000);
+        spool.settle(&seqs[..2], &[]).unwrap();
+        assert_eq!(keys(&spool), ["new"]);
+        assert_eq!(
+            count(&spool.shared.db, LEGACY.dead),
+            1,
+            "legacy dead entries are kept"
+        );
+        drop(spool);
+        let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        let tx = spool.shared.db.begin_read().unwrap();
+        assert!(
+            open_read(&tx, LEGACY.events).unwrap().is_none(),
+            "drained legacy table deleted"
+        );
+        assert_eq!(keys(&spool), ["new"]);
+    }
+
+    #[tokio::test]
+    async fn a_spool_holding_a_newer_format_is_refused_at_open_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spool.redb");
+        {
+            let db = Database::create(&path).unwrap();
+            put_raw(
+                &db,
+                VERSIONED.events,
+                &[(0, entry::encode(1, &record("a"))), (1, encode_future(2))],
+            );
+        }
+        let err = Spool::open(dir.path(), 1 << 20).err().expect("refused");
+        assert!(
+            err.to_string().contains("entry 1 is in format version 2"),
+            "{err}"
+        );
+        let db = Database::open(&path).unwrap();
+        assert_eq!(count(&db, VERSIONED.events), 2, "every entry is left in place");
+        assert_eq!(count(&db, VERSIONED.dead), 0);
+    }
+
+    #[tokio::test]
+    async fn an_entry_of_an_unknown_version_met_later_goes_to_the_dead_table_not_away() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        put_raw(&spool.shared.db, VERSIONED.events, &[(0, encode_future(9))]);
+        spool.shared.events.fetch_add(1, Ordering::AcqRel);
+        assert!(keys(&spool).is_empty());
+        assert!(spool.is_empty());
+        assert_eq!(spool.dead_events(), 1);
+        assert_eq!(count(&spool.shared.db, VERSIONED.dead), 1);
+    }
+
+    #[tokio::test]
+    async fn oldest_age_follows_appends_and_settles_and_never_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(spool.oldest_age(), None);
+        assert_eq!(spool.max_bytes(), 1 << 20);
+        spool.append(&record("a")).await.unwrap();
+        let first = spool.oldest(1).unwrap()[0].spooled_at_ms;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        spool.append(&record("b")).await.unwrap();
+        let second = spool.oldest(2).unwrap()[1].spooled_at_ms;
+        let age = spool.oldest_age().unwrap().as_millis() as u64;
+        assert!(age >= now_ms() - first - 5 && age >= 30, "{age} ms");
+        spool.settle(&[0], &[]).unwrap();
+        let age = spool.oldest_age().unwrap().as_millis() as u64;
+        assert!(
+            age <= now_ms() - second && age < now_ms() - first,
+            "head moved to b: {age} ms"
+        );
+
+        // A damaged head: the metric reads atomics only, so it neither sets the entry aside
+        // nor commits anything; the forwarder's read does.
+        let mut damaged = entry::encode(now_ms(), &record("c"));
+        damaged[10] ^= 1;
+        put_raw(&spool.shared.db, VERSIONED.events, &[(0, damaged)]);
+        spool.shared.events.fetch_add(1, Ordering::AcqRel);
+        let file = dir.path().join("spool.redb");
+        let (len, modified) = (
+            std::fs::metadata(&file).unwrap().len(),
+            std::fs::metadata(&file).unwrap().modified().unwrap(),
+        );
+        for _ in 0..3 {
+            assert!(spool.oldest_age().is_some());
+        }
+        assert_eq!(count(&spool.shared.db, VERSIONED.dead), 0);
+        assert_eq!(count(&spool.shared.db, VERSIONED.events), 2);
+        let meta = std::fs::metadata(&file).unwrap();
+        assert_eq!((meta.len(), meta.modified().unwrap()), (len, modified));
+        assert_eq!(keys(&spool), ["b"]);
+        assert_eq!(count(&spool.shared.db, VERSIONED.dead), 1);
+        spool.settle(&[1], &[]).unwrap();
+        assert_eq!(spool.oldest_age(), None);
     }
 
     #[tokio::test]
