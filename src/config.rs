@@ -352,12 +352,12 @@ impl Config {
         }
         let decision_url = env.relay_decision_url.filter(|u| !u.trim().is_empty());
         if let Some(url) = &decision_url {
-            if !url.starts_with("http://") {
-                return Err(ConfigError::new(
+            crate::decision::check_url(url).map_err(|e| {
+                ConfigError::new(
                     "RELAY_DECISION_URL",
-                    "must be an http:// URL of a decision service beside the relay",
-                ));
-            }
+                    format!("must be an http:// URL of a decision service beside the relay: {e}"),
+                )
+            })?;
         }
         if !(1..2000).contains(&env.relay_decision_timeout_ms) {
             return Err(ConfigError::new(
@@ -598,7 +598,10 @@ impl fmt::Display for Config {
             shown_topic(&self.topic),
             shown_topic(&self.messages_topic),
             shown_topic(&self.other_topic),
-            self.decision.url.as_deref().unwrap_or("unset (before-callbacks answered allow)"),
+            self.decision
+                .url
+                .as_deref()
+                .map_or("unset (before-callbacks answered allow)".into(), shown_url),
             self.decision.timeout.as_millis(),
             if self.decision.fallback_allow { "allow" } else { "deny" },
             self.spool_dir.display(),
@@ -619,6 +622,17 @@ impl fmt::Display for Config {
             write!(f, " {k}={shown}")?;
         }
         Ok(())
+    }
+}
+
+/// A URL for the start-up line, any user and password masked.
+fn shown_url(url: &str) -> String {
+    match url.split_once("://").and_then(|(scheme, rest)| {
+        let (userinfo, host) = rest.split_once('@')?;
+        (!userinfo.contains('/')).then(|| format!("{scheme}://***@{host}"))
+    }) {
+        Some(masked) => masked,
+        None => url.to_string(),
     }
 }
 

@@ -185,14 +185,6 @@ fn decision(body: &'static str, outcome: &'static str) -> Decision {
     }
 }
 
-/// Whether Tencent waits for a decision on this command: `Group.CallbackBefore*`,
-/// `C2C.CallbackBeforeSendMsg`, `OfficialAccount.CallbackBefore*`, `Sns.CallbackPrev*`.
-pub fn is_before_callback(command: &str) -> bool {
-    command
-        .split_once('.')
-        .is_some_and(|(_, name)| name.starts_with("CallbackBefore") || name.starts_with("CallbackPrev"))
-}
-
 /// The decision URL as the relay can use it: http://, a host, no fragment.
 pub fn check_url(url: &str) -> Result<Url, String> {
     let parsed = Url::parse(url).map_err(|e| format!("`{url}`: {e}"))?;
@@ -699,28 +691,6 @@ mod tests {
             assert_eq!(second.block_on(decide(&decider)).outcome, "forwarded");
         }
         assert_eq!(svc.connections.load(Ordering::SeqCst), 1);
-    }
-
-    #[test]
-    fn before_callbacks_are_told_from_after_callbacks_by_name() {
-        for before in [
-            "Group.CallbackBeforeSendMsg",
-            "Group.CallbackBeforeCreateGroup",
-            "C2C.CallbackBeforeSendMsg",
-            "Sns.CallbackPrevFriendAdd",
-            "OfficialAccount.CallbackBeforeSendMsg",
-        ] {
-            assert!(is_before_callback(before), "{before}");
-        }
-        for after in [
-            "Group.CallbackAfterGroupInfoChanged",
-            "Group.CallbackSendMsgException",
-            "Sns.CallbackFriendAdd",
-            "State.StateChange",
-            "CallbackBeforeSendMsg",
-        ] {
-            assert!(!is_before_callback(after), "{after}");
-        }
     }
 
     #[test]

@@ -12,8 +12,9 @@ use crate::admin::{self, Readiness};
 use crate::auth::Authenticator;
 use crate::body::BodyLimits;
 use crate::callback::CallbackQuery;
-use crate::commands;
+use crate::commands::{self, other, push, Class, Route};
 use crate::config::{AccessRules, Config, ConfigError};
+use crate::decision::{Decider, Decision};
 use crate::error::{fail_response, RelayError, OK_BODY};
 use crate::event::Origin;
 use crate::log_limit::{LogLimit, Verdict};
@@ -40,6 +41,26 @@ pub struct AppState {
     pub body_limits: BodyLimits,
     pub sdk_app_id: String,
     pub refusal_log: LogLimit,
+    pub topics: Topics,
+    /// Answers before-callbacks; one keep-alive pool to the decision service for all workers.
+    pub decider: Decider,
+}
+
+/// The topic of each class of events; empty when that class is switched off.
+pub struct Topics {
+    pub state: String,
+    pub messages: String,
+    pub other: String,
+}
+
+impl Topics {
+    pub fn of(&self, class: Class) -> &str {
+        match class {
+            Class::GroupState => &self.state,
+            Class::GroupMessage => &self.messages,
+            Class::Other => &self.other,
+        }
+    }
 }
 
 /// A bound, not yet running relay: the callback listener and the admin listener.
@@ -85,6 +106,12 @@ impl Application {
             body_limits: config.limits.body,
             sdk_app_id: config.sdk_app_id.clone(),
             refusal_log: LogLimit::new(REFUSAL_LOG_LINES_PER_SECOND),
+            decider: Decider::new(&config.decision),
+            topics: Topics {
+                state: config.topic.clone(),
+                messages: config.messages_topic.clone(),
+                other: config.other_topic.clone(),
+            },
         });
         let path = config.callback_path.clone();
         let limits = &config.limits;
@@ -205,14 +232,34 @@ async fn stop_signal() -> &'static str {
     }
 }
 
+/// How a callback that passed every check was answered.
+enum Answered {
+    /// Its events are acknowledged by Kafka or spooled.
+    Ok,
+    /// Its class is switched off (an empty topic variable): answered OK, nothing published.
+    Ignored,
+    /// A before-callback: Tencent gets this decision; nothing is published.
+    Decided(Decision),
+}
+
 async fn callback(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
     let started = Instant::now();
     let metrics = &state.relay.metrics;
     let _in_flight = InFlight::enter(&metrics.in_flight);
+    let json = |body: web::Bytes| HttpResponse::Ok().content_type("application/json").body(body);
     match handle_callback(&req, payload, &state).await {
-        Ok(()) => {
+        Ok(Answered::Ok) => {
             metrics.count_ok(started.elapsed());
-            HttpResponse::Ok().content_type("application/json").body(OK_BODY)
+            json(web::Bytes::from_static(OK_BODY.as_bytes()))
+        }
+        Ok(Answered::Ignored) => {
+            metrics.count("ignored", started.elapsed());
+            json(web::Bytes::from_static(OK_BODY.as_bytes()))
+        }
+        Ok(Answered::Decided(decision)) => {
+            metrics.count("decided", started.elapsed());
+            metrics.count_decision(&decision);
+            json(decision.body)
         }
         Err(err) => {
             metrics.count(err.outcome(), started.elapsed());
@@ -235,12 +282,13 @@ async fn callback(req: HttpRequest, payload: web::Payload, state: web::Data<AppS
     }
 }
 
-/// The checks in the documented order, then one publish; nothing is sent unless all pass.
+/// The checks in the documented order, then the command's route; nothing is published
+/// unless every check passed and every event of the callback was built.
 async fn handle_callback(
     req: &HttpRequest,
     payload: web::Payload,
     state: &AppState,
-) -> Result<(), RelayError> {
+) -> Result<Answered, RelayError> {
     let received_at = SystemTime::now();
     let client = state
         .access
@@ -251,11 +299,11 @@ async fn handle_callback(
     let query = CallbackQuery::parse(req.query_string());
     state.auth.check_app_id(&query)?;
     state.auth.check_sign(&query, received_at)?;
-    let command = query
-        .callback_command
-        .as_deref()
-        .and_then(commands::find)
-        .ok_or(RelayError::UnknownCommand)?;
+    let name = match query.callback_command.as_deref() {
+        Some(name) if !name.is_empty() => name,
+        _ => return Err(RelayError::UnknownCommand),
+    };
+    let route = commands::route(name);
     let body = tokio::time::timeout(state.body_timeout, read_body(req, payload, state.body_limit))
         .await
         .map_err(|_| RelayError::BodyTimeout)??;
@@ -265,15 +313,30 @@ async fn handle_callback(
         raw_body: &body,
         received_at,
     };
-    let event = command.event(&origin, state.body_limits)?;
-    match state.relay.deliver(&Record::from_event(&event)).await? {
+    let limits = state.body_limits;
+    let (events, class) = match route {
+        Route::Decision(before) => {
+            before.check(name, &body, limits)?;
+            let decision = state.decider.decide(req.query_string(), body.clone()).await;
+            return Ok(Answered::Decided(decision));
+        }
+        Route::Event(command) => (vec![command.event(&origin, limits)?], command.class),
+        Route::Webhook(family) => (vec![other::event(name, family, &origin, limits)?], Class::Other),
+        Route::Push => (push::events(name, &origin, limits)?, Class::Other),
+    };
+    let topic = state.topics.of(class);
+    if topic.is_empty() {
+        return Ok(Answered::Ignored);
+    }
+    let records: Vec<Record> = events.iter().map(|e| Record::from_event(e, topic)).collect();
+    match state.relay.deliver_all(&records).await? {
         Delivered::Acknowledged(took) => {
             state.relay.metrics.publish_seconds.observe(took.as_secs_f64());
-            log::debug!("published event {} keyed {:?}", event.id, event.key);
+            log::debug!("published {} event(s) of {name:?}", records.len());
         }
-        Delivered::Spooled => log::debug!("spooled event {} keyed {:?}", event.id, event.key),
+        Delivered::Spooled => log::debug!("spooled {} event(s) of {name:?}", records.len()),
     }
-    Ok(())
+    Ok(Answered::Ok)
 }
 
 async fn read_body(req: &HttpRequest, payload: web::Payload, limit: usize) -> Result<web::Bytes, RelayError> {

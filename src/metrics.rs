@@ -20,6 +20,10 @@ pub struct Metrics {
     pub callback_seconds: HistogramVec,
     ok_seconds: Histogram,
     pub publish_seconds: Histogram,
+    /// Before-callbacks by how they were answered (`decision::OUTCOMES`).
+    pub decisions: IntCounterVec,
+    /// Fallback answers by why the decision service's answer was not used.
+    pub decision_fallbacks: IntCounterVec,
     /// 1 while `/readyz` answers 200.
     pub ready: IntGauge,
     /// `RELAY_SPOOL_MAX_BYTES`: beyond it callbacks are refused.
@@ -77,6 +81,29 @@ impl Metrics {
         )
         .expect("valid metric");
         let ready = gauge("tim_relay_ready", "1 while /readyz answers 200");
+        let decisions = IntCounterVec::new(
+            Opts::new(
+                "tim_relay_decisions_total",
+                "Before-callbacks answered: allowed_default (no decision URL), forwarded, fallback_allow, fallback_deny",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let decision_fallbacks = IntCounterVec::new(
+            Opts::new(
+                "tim_relay_decision_fallbacks_total",
+                "Fallback answers to before-callbacks, by why the decision service's answer was not used",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        // Every series exists from the start, so rate() and alerts see a 0, not nothing.
+        for outcome in crate::decision::OUTCOMES {
+            decisions.with_label_values(&[outcome]);
+        }
+        for reason in crate::decision::FAILURE_REASONS {
+            decision_fallbacks.with_label_values(&[reason]);
+        }
         let spool_max_bytes = gauge(
             "tim_relay_spool_max_bytes",
             "The spool's size limit (RELAY_SPOOL_MAX_BYTES); beyond it callbacks are refused",
@@ -124,6 +151,8 @@ impl Metrics {
             Box::new(publish_seconds.clone()),
             Box::new(callback_seconds.clone()),
             Box::new(ready.clone()),
+            Box::new(decisions.clone()),
+            Box::new(decision_fallbacks.clone()),
             Box::new(spool_max_bytes.clone()),
             Box::new(build_info),
             Box::new(in_flight.clone()),
@@ -154,6 +183,8 @@ impl Metrics {
             callback_seconds,
             publish_seconds,
             ready,
+            decisions,
+            decision_fallbacks,
             spool_max_bytes,
             in_flight,
             spooled,
@@ -168,7 +199,8 @@ impl Metrics {
         }
     }
 
-    /// Reads the spool's gauges; called when metrics are scraped. Blocking (reads the spool).
+    /// Reads the spool's gauges from what the spool keeps in memory; called when metrics are
+    /// scraped. Never blocks and never opens a database transaction.
     pub fn observe_spool(&self, spool: &Spool, kafka_down: bool) {
         let (events, bytes) = spool.depth();
         self.spool_events.set(events as i64);
@@ -185,6 +217,16 @@ impl Metrics {
         self.callback_seconds
             .with_label_values(&[outcome])
             .observe(took.as_secs_f64());
+    }
+
+    /// Counts a before-callback's decision.
+    pub fn count_decision(&self, decision: &crate::decision::Decision) {
+        self.decisions.with_label_values(&[decision.outcome]).inc();
+        if let Some(failure) = &decision.failure {
+            self.decision_fallbacks
+                .with_label_values(&[failure.label()])
+                .inc();
+        }
     }
 
     /// `count("ok", took)` without the label lookups (hashing and a lock) on the hot path.

@@ -136,7 +136,11 @@ pub struct Publisher {
     direct: Slot,
     forwarding: Slot,
     watch: Arc<BrokerWatch>,
-    topic: String,
+    /// `KAFKA_TOPIC`: where records without a topic of their own go (spooled by a release that
+    /// had only this topic).
+    default_topic: String,
+    /// The topic readiness asks the broker about: the first configured of the three.
+    probe_topic: Option<String>,
     ack_timeout: Duration,
     late_deliveries: IntCounter,
 }
@@ -208,7 +212,11 @@ impl Publisher {
             direct: slot(direct)?,
             forwarding: slot(forwarding)?,
             watch: watch.clone(),
-            topic: config.topic.clone(),
+            default_topic: config.topic.clone(),
+            probe_topic: [&config.topic, &config.messages_topic, &config.other_topic]
+                .into_iter()
+                .find(|t| !t.is_empty())
+                .cloned(),
             ack_timeout: config.ack_timeout,
             late_deliveries,
         })
@@ -242,7 +250,7 @@ impl Publisher {
         let probe: Result<BaseProducer, _> = self.direct.client.create();
         probe.is_ok_and(|p| {
             p.client()
-                .fetch_metadata(Some(&self.topic), Timeout::After(timeout))
+                .fetch_metadata(self.probe_topic.as_deref(), Timeout::After(timeout))
                 .is_ok()
         })
     }
@@ -275,7 +283,12 @@ impl Publisher {
                 value: Some(value),
             });
         }
-        let kafka_record = FutureRecord::to(&self.topic)
+        let topic = if record.topic.is_empty() {
+            &self.default_topic
+        } else {
+            &record.topic
+        };
+        let kafka_record = FutureRecord::to(topic)
             .key(record.key.as_bytes())
             .payload(&record.payload)
             .headers(headers);
@@ -332,18 +345,22 @@ impl Publisher {
             .direct
             .get()
             .client()
-            .fetch_metadata(Some(&self.topic), Timeout::After(timeout))
+            .fetch_metadata(self.probe_topic.as_deref(), Timeout::After(timeout))
             .map_err(|e| format!("Kafka metadata request failed: {e}"))?;
+        // Every class switched off: the broker answering is all there is to know.
+        let Some(name) = &self.probe_topic else {
+            return Ok(());
+        };
         let topic = metadata
             .topics()
             .iter()
-            .find(|t| t.name() == self.topic)
-            .ok_or_else(|| format!("topic {} is not in the broker's metadata", self.topic))?;
+            .find(|t| t.name() == name)
+            .ok_or_else(|| format!("topic {name} is not in the broker's metadata"))?;
         if let Some(err) = topic.error() {
-            return Err(format!("topic {}: {:?}", self.topic, RDKafkaErrorCode::from(err)));
+            return Err(format!("topic {name}: {:?}", RDKafkaErrorCode::from(err)));
         }
         if topic.partitions().is_empty() {
-            return Err(format!("topic {} has no partitions", self.topic));
+            return Err(format!("topic {name} has no partitions"));
         }
         Ok(())
     }

@@ -5,13 +5,15 @@ use crate::event::Event;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
+    /// The topic it goes to; empty: `KAFKA_TOPIC` (entries spooled before topics were kept).
+    pub topic: String,
     pub key: String,
     pub payload: Vec<u8>,
     pub headers: Vec<(String, String)>,
 }
 
 impl Record {
-    pub fn from_event(event: &Event) -> Self {
+    pub fn from_event(event: &Event, topic: &str) -> Self {
         let headers = [
             ("ce_specversion", "1.0".to_string()),
             ("ce_id", event.id.clone()),
@@ -22,6 +24,7 @@ impl Record {
             ("content-type", "application/json".to_string()),
         ];
         Record {
+            topic: topic.to_string(),
             key: event.key.clone(),
             payload: event.to_json(),
             headers: headers.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
@@ -51,6 +54,7 @@ impl Record {
         }
         let payload = take(&mut input)?.to_vec();
         input.is_empty().then_some(Record {
+            topic: String::new(),
             key,
             payload,
             headers,
@@ -77,6 +81,7 @@ mod tests {
     #[test]
     fn a_record_round_trips_through_its_binary_form() {
         let r = Record {
+            topic: String::new(),
             key: "群🙂".into(),
             payload: b"{\"a\":1}".to_vec(),
             headers: vec![

@@ -23,6 +23,15 @@ pub enum DeliveryError {
     Busy,
 }
 
+/// A spool that cannot be written is worth a line each time; a full one is not: the refusal
+/// itself is logged (rate-limited) and counted by the HTTP handler, and the spool's gauges and
+/// alerts say it is full.
+fn log_spool_error(e: &SpoolError) {
+    if let SpoolError::Storage(_) = e {
+        log::error!("refusing a callback: {e}");
+    }
+}
+
 /// Where an accepted record went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivered {
@@ -67,11 +76,23 @@ impl Relay {
                 Err(e) => return Err(e.into()),
             }
         }
-        self.spool.append(record).await.inspect_err(|e| match e {
-            SpoolError::Full { .. } => log::error!("refusing a callback: {e}; Kafka is not taking records"),
-            SpoolError::Storage(_) => log::error!("refusing a callback: {e}"),
-        })?;
+        self.spool.append(record).await.inspect_err(log_spool_error)?;
         self.metrics.spooled.inc();
+        Ok(Delivered::Spooled)
+    }
+
+    /// Delivers all the records of one callback. One record goes by [`Self::deliver`]; several
+    /// (a push batch) are committed to the spool in one transaction, so the callback is kept
+    /// whole or refused whole, never half published; the forwarder sends them in order.
+    pub async fn deliver_all(&self, records: &[Record]) -> Result<Delivered, DeliveryError> {
+        if let [one] = records {
+            return self.deliver(one).await;
+        }
+        self.spool
+            .append_all(records)
+            .await
+            .inspect_err(log_spool_error)?;
+        self.metrics.spooled.inc_by(records.len() as u64);
         Ok(Delivered::Spooled)
     }
 }

@@ -69,8 +69,9 @@ fn storage(e: impl std::fmt::Display) -> SpoolError {
     SpoolError::Storage(e.to_string())
 }
 
+/// One callback's entries, committed all together or not at all.
 struct Append {
-    entry: Vec<u8>,
+    entries: Vec<Vec<u8>>,
     spooled_at_ms: u64,
     done: oneshot::Sender<Result<(), SpoolError>>,
 }
@@ -216,15 +217,21 @@ impl Spool {
 
     /// Appends a record; returns once it is committed to disk (fsynced).
     pub async fn append(&self, record: &Record) -> Result<(), SpoolError> {
+        self.append_all(std::slice::from_ref(record)).await
+    }
+
+    /// Appends the records of one callback, in order, in one commit: all of them or, when the
+    /// spool has no room for all, none. Returns once they are on disk (fsynced).
+    pub async fn append_all(&self, records: &[Record]) -> Result<(), SpoolError> {
         let (done, result) = oneshot::channel();
         let spooled_at_ms = now_ms();
-        let entry = entry::encode(spooled_at_ms, record);
+        let entries = records.iter().map(|r| entry::encode(spooled_at_ms, r)).collect();
         self.writer
             .queue
             .as_ref()
             .ok_or_else(|| storage("spool writer stopped"))?
             .send(Append {
-                entry,
+                entries,
                 spooled_at_ms,
                 done,
             })
@@ -510,7 +517,7 @@ fn commit_batch(shared: &Shared, pending: &mut [Append]) -> Vec<Result<(), Spool
                 .map_or(0, |(k, _)| k.value() + 1)
                 .max(shared.legacy_end);
             for append in pending.iter() {
-                let len = append.entry.len() as u64;
+                let len: u64 = append.entries.iter().map(|e| e.len() as u64).sum();
                 if bytes + len > shared.max_bytes {
                     outcome.push(Err(SpoolError::Full {
                         bytes,
@@ -518,10 +525,12 @@ fn commit_batch(shared: &Shared, pending: &mut [Append]) -> Vec<Result<(), Spool
                     }));
                     continue;
                 }
-                table.insert(seq, append.entry.as_slice()).map_err(storage)?;
-                seq += 1;
+                for entry in &append.entries {
+                    table.insert(seq, entry.as_slice()).map_err(storage)?;
+                    seq += 1;
+                }
                 bytes += len;
-                added = (added.0 + 1, added.1 + len);
+                added = (added.0 + append.entries.len() as u64, added.1 + len);
                 first_at.get_or_insert(append.spooled_at_ms);
                 outcome.push(Ok(()));
             }
@@ -603,6 +612,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_callback_s_records_are_spooled_all_together_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = entry::encode(0, &record("a")).len() as u64;
+        let spool = Spool::open(dir.path(), 3 * one).unwrap();
+        let batch = [record("a"), record("b")];
+        spool.append_all(&batch).await.unwrap();
+        assert!(matches!(
+            spool.append_all(&batch).await,
+            Err(SpoolError::Full { .. })
+        ));
+        let keys: Vec<String> = spool
+            .oldest(10)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.record.key)
+            .collect();
+        assert_eq!(keys, ["a", "b"], "nothing of the refused batch was kept");
+        spool.append(&record("c")).await.unwrap();
+        assert_eq!(spool.depth().0, 3);
+    }
+
+    #[tokio::test]
     async fn a_full_spool_refuses_the_append() {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::open(dir.path(), 100).unwrap();
@@ -677,12 +708,12 @@ mod tests {
             put_raw(
                 &db,
                 VERSIONED.events,
-                &[(0, entry::encode(1, &record("a"))), (1, encode_future(2))],
+                &[(0, entry::encode(1, &record("a"))), (1, encode_future(3))],
             );
         }
         let err = Spool::open(dir.path(), 1 << 20).err().expect("refused");
         assert!(
-            err.to_string().contains("entry 1 is in format version 2"),
+            err.to_string().contains("entry 1 is in format version 3"),
             "{err}"
         );
         let db = Database::open(&path).unwrap();

@@ -59,6 +59,7 @@ fn setup() -> Setup {
 
 fn record(group: usize, n: usize) -> Record {
     Record {
+        topic: String::new(),
         key: format!("g{group}"),
         payload: format!(r#"{{"group":{group},"n":{n}}}"#).into_bytes(),
         headers: vec![("ce_id".into(), format!("g{group}-{n}"))],

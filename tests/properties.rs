@@ -346,7 +346,7 @@ proptest! {
         }
         let e = event(&body);
         prop_assert_eq!(e.key.as_bytes(), group_id.as_bytes());
-        let record = Record::from_event(&e);
+        let record = Record::from_event(&e, "tim.group-changes");
         prop_assert_eq!(record.key.as_bytes(), group_id.as_bytes());
         let payload = published(&e);
         prop_assert_eq!(payload["group_id"].as_str(), Some(group_id.as_str()));

@@ -80,7 +80,7 @@ fuzz_target!(|data: &[u8]| {
         event.event_time_ms <= Some(LAST_RFC3339_MS),
         "accepted an EventTime past year 9999"
     );
-    let record = Record::from_event(&event);
+    let record = Record::from_event(&event, "tim.group-changes");
 
     // Key: the GroupId bytes, from the event and in the record.
     assert_eq!(event.key.as_bytes(), group_id.as_bytes());

@@ -10,13 +10,19 @@
 //!   it is v0.
 //! - v1, in the tables `events_v1` and `dead_v1`: `crc32 | version = 1 | spooled_at_ms (u64 LE)
 //!   | record`. A later layout writes its own version byte into the same tables.
+//! - v2, in the same tables: `crc32 | version = 2 | spooled_at_ms (u64 LE) | topic (u32 LE
+//!   length, UTF-8) | record`. Since the relay publishes to several topics, each entry names
+//!   its own; v0 and v1 entries were all for `KAFKA_TOPIC` and read back with an empty topic,
+//!   which the publisher sends there.
 //!
 //! `record` is [`Record::encode_into`]'s length-prefixed form.
 
 use crate::record::Record;
 
 /// The layout this release writes.
-pub const CURRENT: u8 = 1;
+pub const CURRENT: u8 = 2;
+/// The first versioned layout, without a topic; still read.
+const V1: u8 = 1;
 
 /// Which tables an entry was read from, and so how its body starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,11 +45,13 @@ pub enum Decoded {
     Unknown(u8),
 }
 
-/// The current layout: `crc32 | CURRENT | spooled_at_ms | record`.
+/// The current layout: `crc32 | CURRENT | spooled_at_ms | topic | record`.
 pub fn encode(spooled_at_ms: u64, record: &Record) -> Vec<u8> {
     let mut entry = vec![0; 4];
     entry.push(CURRENT);
     entry.extend_from_slice(&spooled_at_ms.to_le_bytes());
+    entry.extend_from_slice(&(record.topic.len() as u32).to_le_bytes());
+    entry.extend_from_slice(record.topic.as_bytes());
     record.encode_into(&mut entry);
     let crc = crc32fast::hash(&entry[4..]);
     entry[..4].copy_from_slice(&crc.to_le_bytes());
@@ -54,13 +62,15 @@ pub fn decode(layout: Layout, entry: &[u8]) -> Decoded {
     match header(layout, entry) {
         None => Decoded::Damaged,
         Some((Err(version), _)) => Decoded::Unknown(version),
-        Some((Ok(spooled_at_ms), record)) => match Record::decode(record) {
-            Some(record) => Decoded::Entry {
-                spooled_at_ms,
-                record,
-            },
-            None => Decoded::Damaged,
-        },
+        Some((Ok((spooled_at_ms, topic)), record)) => {
+            match (String::from_utf8(topic.to_vec()), Record::decode(record)) {
+                (Ok(topic), Some(record)) => Decoded::Entry {
+                    spooled_at_ms,
+                    record: Record { topic, ..record },
+                },
+                _ => Decoded::Damaged,
+            }
+        }
     }
 }
 
@@ -75,7 +85,7 @@ pub fn version(layout: Layout, entry: &[u8]) -> Option<u8> {
 
 /// When the entry was spooled, checksum checked: `None` when damaged or of an unknown version.
 pub fn spooled_at(layout: Layout, entry: &[u8]) -> Option<u64> {
-    header(layout, entry)?.0.ok()
+    header(layout, entry)?.0.ok().map(|(at, _)| at)
 }
 
 /// The checksum-checked body after the CRC.
@@ -84,18 +94,28 @@ fn checked(entry: &[u8]) -> Option<&[u8]> {
     (crc32fast::hash(body).to_le_bytes() == crc).then_some(body)
 }
 
-/// `(Ok(spooled_at_ms) or Err(unknown version), record bytes)`; `None` when damaged.
-fn header(layout: Layout, entry: &[u8]) -> Option<(Result<u64, u8>, &[u8])> {
+/// `spooled_at_ms` and the topic's bytes.
+type Head<'a> = (u64, &'a [u8]);
+
+/// `(Ok((spooled_at_ms, topic bytes)) or Err(unknown version), record bytes)`; `None` when
+/// damaged. v0 and v1 entries have an empty topic.
+fn header(layout: Layout, entry: &[u8]) -> Option<(Result<Head<'_>, u8>, &[u8])> {
     let body = checked(entry)?;
-    let rest = match layout {
-        Layout::Legacy => body,
+    let (version, rest) = match layout {
+        Layout::Legacy => (0, body),
         Layout::Versioned => match body.split_first()? {
-            (&CURRENT, rest) => rest,
+            (&v @ (V1 | CURRENT), rest) => (v, rest),
             (&version, _) => return Some((Err(version), &[])),
         },
     };
-    let (at, record) = rest.split_at_checked(8)?;
-    Some((Ok(u64::from_le_bytes(at.try_into().ok()?)), record))
+    let (at, rest) = rest.split_at_checked(8)?;
+    let at = u64::from_le_bytes(at.try_into().ok()?);
+    if version < CURRENT {
+        return Some((Ok((at, &[])), rest));
+    }
+    let (len, rest) = rest.split_at_checked(4)?;
+    let (topic, record) = rest.split_at_checked(u32::from_le_bytes(len.try_into().ok()?) as usize)?;
+    Some((Ok((at, topic)), record))
 }
 
 #[cfg(test)]
@@ -104,6 +124,7 @@ pub(super) mod tests {
 
     pub fn record(group: &str) -> Record {
         Record {
+            topic: String::new(),
             key: group.into(),
             payload: format!(r#"{{"group_id":"{group}"}}"#).into_bytes(),
             headers: vec![("ce_id".into(), "1".into())],
@@ -142,6 +163,39 @@ pub(super) mod tests {
         assert_eq!(spooled_at(Layout::Versioned, &entry), Some(7));
     }
 
+    /// The first versioned layout: `crc32 | 1 | spooled_at_ms | record`, no topic.
+    fn encode_v1(spooled_at_ms: u64, record: &Record) -> Vec<u8> {
+        let mut body = vec![V1];
+        body.extend_from_slice(&spooled_at_ms.to_le_bytes());
+        record.encode_into(&mut body);
+        let mut entry = crc32fast::hash(&body).to_le_bytes().to_vec();
+        entry.extend_from_slice(&body);
+        entry
+    }
+
+    #[test]
+    fn the_topic_survives_and_a_v1_entry_reads_back_without_one() {
+        let with_topic = Record {
+            topic: "tim.webhooks".into(),
+            ..record("a")
+        };
+        assert_eq!(
+            decode(Layout::Versioned, &encode(3, &with_topic)),
+            Decoded::Entry {
+                spooled_at_ms: 3,
+                record: with_topic.clone()
+            }
+        );
+        assert_eq!(
+            decode(Layout::Versioned, &encode_v1(4, &with_topic)),
+            Decoded::Entry {
+                spooled_at_ms: 4,
+                record: record("a")
+            }
+        );
+        assert_eq!(version(Layout::Versioned, &encode_v1(4, &with_topic)), Some(V1));
+    }
+
     #[test]
     fn a_legacy_entry_is_read() {
         let entry = encode_v0(9, &record("old"));
@@ -157,9 +211,9 @@ pub(super) mod tests {
 
     #[test]
     fn an_unknown_version_is_reported_not_taken_for_damage() {
-        let entry = encode_future(2);
-        assert_eq!(decode(Layout::Versioned, &entry), Decoded::Unknown(2));
-        assert_eq!(version(Layout::Versioned, &entry), Some(2));
+        let entry = encode_future(3);
+        assert_eq!(decode(Layout::Versioned, &entry), Decoded::Unknown(3));
+        assert_eq!(version(Layout::Versioned, &entry), Some(3));
         assert_eq!(spooled_at(Layout::Versioned, &entry), None);
     }
 

@@ -90,6 +90,8 @@ async fn events_left_in_the_spool_are_forwarded_first_and_in_order_on_start() {
         let spool = Spool::open(dir.path(), 1 << 30).unwrap();
         for i in 0..20 {
             let record = Record {
+                // Entries of a release with one topic carry none: they go to KAFKA_TOPIC.
+                topic: String::new(),
                 key: "g1".into(),
                 payload: format!(r#"{{"group_id":"g1","changes":{{"name":"old-{i}"}}}}"#).into_bytes(),
                 headers: vec![("ce_id".into(), format!("old-{i}"))],

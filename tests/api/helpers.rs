@@ -45,6 +45,11 @@ fn require_broker() {
 /// A unique topic per test (`__tim_relay_<name>_<random>`), created with one partition so that
 /// "nothing before the sentinel" means nothing was published at all.
 pub async fn create_topic(name: &str) -> String {
+    create_topic_with(name, 1).await
+}
+
+/// A unique topic with `partitions` partitions.
+pub async fn create_topic_with(name: &str, partitions: i32) -> String {
     require_broker();
     let topic = format!("__tim_relay_{name}_{}", uuid::Uuid::new_v4().simple());
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
@@ -53,7 +58,7 @@ pub async fn create_topic(name: &str) -> String {
         .expect("admin client");
     let results = admin
         .create_topics(
-            &[NewTopic::new(&topic, 1, TopicReplication::Fixed(1))],
+            &[NewTopic::new(&topic, partitions, TopicReplication::Fixed(1))],
             &AdminOptions::new(),
         )
         .await
@@ -186,10 +191,7 @@ impl TestApp {
 
     /// Reads exactly `n` records from the start of the topic, then checks no further one arrives.
     pub async fn consume(&self, n: usize) -> Vec<Record> {
-        let topic = self.topic.clone();
-        tokio::task::spawn_blocking(move || consume_blocking(&topic, n))
-            .await
-            .expect("consumer thread")
+        consume_topic(&self.topic, n).await
     }
 }
 
@@ -198,6 +200,15 @@ pub struct Record {
     pub key: Option<String>,
     pub value: Value,
     pub headers: HashMap<String, String>,
+}
+
+/// Reads exactly `n` records from the start of a one-partition topic, then checks that no
+/// further one arrives.
+pub async fn consume_topic(topic: &str, n: usize) -> Vec<Record> {
+    let topic = topic.to_string();
+    tokio::task::spawn_blocking(move || consume_blocking(&topic, n))
+        .await
+        .expect("consumer thread")
 }
 
 fn consume_blocking(topic: &str, n: usize) -> Vec<Record> {
