@@ -6,7 +6,7 @@
 //! duplicate always carries the same `id`, and arrives after the first copy, so remembering
 //! recent ids is enough.
 //!
-//!   cargo run --example dedupe_consumer -- 127.0.0.1:9092 tim.group-info-changed
+//!   cargo run --example dedupe_consumer -- 127.0.0.1:9092 tim.group-changes
 
 use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
@@ -49,7 +49,7 @@ impl RecentIds {
 fn main() {
     let mut args = std::env::args().skip(1);
     let bootstrap = args.next().unwrap_or_else(|| "127.0.0.1:9092".into());
-    let topic = args.next().unwrap_or_else(|| "tim.group-info-changed".into());
+    let topic = args.next().unwrap_or_else(|| "tim.group-changes".into());
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
         .set("group.id", "tim-relay-dedupe-example")

@@ -13,7 +13,9 @@ fi
 export TIM_SDK_APP_ID=${TIM_SDK_APP_ID:-1400000000}
 export RELAY_LISTEN=${RELAY_LISTEN:-127.0.0.1:8080}
 export RELAY_ADMIN_LISTEN=${RELAY_ADMIN_LISTEN:-127.0.0.1:9090}
-export KAFKA_TOPIC=${KAFKA_TOPIC:-tim.group-info-changed}
+export KAFKA_TOPIC=${KAFKA_TOPIC:-tim.group-changes}
+export KAFKA_MESSAGES_TOPIC=${KAFKA_MESSAGES_TOPIC-tim.group-messages}
+export KAFKA_OTHER_TOPIC=${KAFKA_OTHER_TOPIC-tim.webhooks}
 export RELAY_SPOOL_DIR=${RELAY_SPOOL_DIR:-target/relay-spool}
 cargo build --locked --release --bin tim-relay
 
@@ -21,7 +23,8 @@ port=${RELAY_LISTEN##*:}
 admin_port=${RELAY_ADMIN_LISTEN##*:}
 cat >&2 <<MSG
 
-tim-relay is starting on $RELAY_LISTEN for app $TIM_SDK_APP_ID, publishing to $KAFKA_TOPIC at $KAFKA_BOOTSTRAP_SERVERS.
+tim-relay is starting on $RELAY_LISTEN for app $TIM_SDK_APP_ID, publishing group state events to $KAFKA_TOPIC,
+group messages to $KAFKA_MESSAGES_TOPIC and every other callback to $KAFKA_OTHER_TOPIC at $KAFKA_BOOTSTRAP_SERVERS.
 Send a sample callback (another terminal):
 
   curl -s -X POST 'http://127.0.0.1:$port/callback?SdkAppid=$TIM_SDK_APP_ID&CallbackCommand=Group.CallbackAfterGroupInfoChanged&contenttype=json&ClientIP=127.0.0.1&OptPlatform=RESTAPI' \\
