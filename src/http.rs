@@ -12,7 +12,7 @@ use crate::admin::{self, Readiness};
 use crate::auth::Authenticator;
 use crate::body::BodyLimits;
 use crate::callback::CallbackQuery;
-use crate::commands::{self, other, push, Class, Route};
+use crate::commands::{self, Class, Dispatched};
 use crate::config::{AccessRules, Config, ConfigError};
 use crate::decision::{Decider, Decision};
 use crate::error::{fail_response, RelayError, OK_BODY};
@@ -303,7 +303,6 @@ async fn handle_callback(
         Some(name) if !name.is_empty() => name,
         _ => return Err(RelayError::UnknownCommand),
     };
-    let route = commands::route(name);
     let body = tokio::time::timeout(state.body_timeout, read_body(req, payload, state.body_limit))
         .await
         .map_err(|_| RelayError::BodyTimeout)??;
@@ -313,16 +312,12 @@ async fn handle_callback(
         raw_body: &body,
         received_at,
     };
-    let limits = state.body_limits;
-    let (events, class) = match route {
-        Route::Decision(before) => {
-            before.check(name, &body, limits)?;
+    let (events, class) = match commands::dispatch(name, &origin, state.body_limits)? {
+        Dispatched::Publish(events, class) => (events, class),
+        Dispatched::Decide => {
             let decision = state.decider.decide(req.query_string(), body.clone()).await;
             return Ok(Answered::Decided(decision));
         }
-        Route::Event(command) => (vec![command.event(&origin, limits)?], command.class),
-        Route::Webhook(family) => (vec![other::event(name, family, &origin, limits)?], Class::Other),
-        Route::Push => (push::events(name, &origin, limits)?, Class::Other),
     };
     let topic = state.topics.of(class);
     if topic.is_empty() {

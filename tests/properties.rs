@@ -510,3 +510,81 @@ proptest! {
         }
     }
 }
+
+/// Names no command reads in any body: unknown to every command file.
+fn unread_name() -> impl Strategy<Value = String> {
+    "X_[A-Za-z0-9_]{1,10}"
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Every registered command, given its GroupId and fields no command reads: one event of
+    /// its type, keyed by the GroupId, with every unread field in `extra`, verbatim and in order.
+    #[test]
+    fn every_registered_command_keeps_what_it_does_not_read_in_extra(
+        index in 0..commands::REGISTRY.len(),
+        group_id in group_id(),
+        unread in vec((unread_name(), json_value(true)), 0..6),
+    ) {
+        let command = &commands::REGISTRY[index];
+        let mut body = Map::new();
+        body.insert("GroupId".into(), group_id.clone().into());
+        // Fields some commands require besides GroupId.
+        for (field, value) in [("NewOwner_Account", "o"), ("Member_Account", "m"), ("TopicId", "t")] {
+            body.insert(field.into(), value.into());
+        }
+        body.extend(unread.iter().cloned());
+        let raw = serde_json::to_vec(&body).unwrap();
+        let query = CallbackQuery::parse("SdkAppid=1400000000");
+        let origin = Origin { sdk_app_id: APP_ID, query: &query, raw_body: &raw, received_at: UNIX_EPOCH };
+        let Ok(commands::Dispatched::Publish(events, class)) = commands::dispatch(command.name, &origin, BodyLimits::default()) else {
+            panic!("{} refused {}", command.name, String::from_utf8_lossy(&raw));
+        };
+        prop_assert_eq!(class, command.class);
+        prop_assert_eq!(events.len(), 1);
+        let event = &events[0];
+        prop_assert_eq!(event.event_type, command.event_type);
+        prop_assert_eq!(&event.key, &group_id);
+        // The fields a command does not read (the required extras above, for commands that do
+        // not read them) are kept too; only the generated ones are compared here.
+        let extra: Vec<(&String, &Value)> = event.extra.iter().filter(|(k, _)| k.starts_with("X_")).collect();
+        let mut want: Vec<(&String, &Value)> = Vec::new();
+        for (k, v) in &unread {
+            // A repeated name keeps its first position and its last value, like a JSON object.
+            match want.iter().position(|(n, _)| *n == k) {
+                Some(i) => want[i].1 = v,
+                None => want.push((k, v)),
+            }
+        }
+        prop_assert_eq!(extra, want);
+        let published: Value = serde_json::from_slice(&event.to_json()).unwrap();
+        prop_assert_eq!(&published["type"], command.event_type);
+    }
+
+    /// Any command the relay has no file for is published verbatim as `tim.webhook` with a
+    /// non-empty key, or refused with a reason; never half read.
+    #[test]
+    fn an_unknown_command_is_published_verbatim_or_refused(
+        family in proptest::sample::select(vec!["State", "Profile", "Sns", "C2C", "Bot", "Alert", "Follow", "Vendor"]),
+        suffix in "[A-Za-z]{1,12}",
+        fields in vec((prop_oneof![Just("From_Account".to_string()), Just("To_Account".to_string()), Just("GroupId".to_string()), unread_name()], json_value(true)), 0..6),
+    ) {
+        let name = format!("{family}.After{suffix}");
+        let body: Map<String, Value> = fields.into_iter().collect();
+        let raw = serde_json::to_vec(&body).unwrap();
+        let query = CallbackQuery::parse("SdkAppid=1400000000");
+        let origin = Origin { sdk_app_id: APP_ID, query: &query, raw_body: &raw, received_at: UNIX_EPOCH };
+        match commands::dispatch(&name, &origin, BodyLimits::default()) {
+            Err(e) => prop_assert!(!e.to_string().is_empty()),
+            Ok(commands::Dispatched::Decide) => prop_assert!(false, "{} decided", name),
+            Ok(commands::Dispatched::Publish(events, class)) => {
+                prop_assert_eq!(class, commands::Class::Other);
+                prop_assert_eq!(events.len(), 1);
+                prop_assert_eq!(events[0].event_type, "tim.webhook");
+                prop_assert!(!events[0].key.is_empty());
+                prop_assert_eq!(&events[0].data["body"], &Value::Object(body));
+            }
+        }
+    }
+}

@@ -108,6 +108,30 @@ pub fn route(name: &str) -> Route {
     Route::Webhook(other::Family::of(name))
 }
 
+/// What a checked callback asks of the relay.
+pub enum Dispatched {
+    /// Publish these events, in order, to the topic of `class`.
+    Publish(Vec<Event>, Class),
+    /// A before-callback whose body passed its checks: answer with a decision.
+    Decide,
+}
+
+/// Reads a callback's body by its command's route: the one entry point from HTTP. Nothing is
+/// published unless this succeeds for the whole body.
+pub fn dispatch(name: &str, origin: &Origin, limits: BodyLimits) -> Result<Dispatched, BodyError> {
+    Ok(match route(name) {
+        Route::Event(command) => Dispatched::Publish(vec![command.event(origin, limits)?], command.class),
+        Route::Decision(before) => {
+            before.check(name, origin.raw_body, limits)?;
+            Dispatched::Decide
+        }
+        Route::Push => Dispatched::Publish(push::events(name, origin, limits)?, Class::Other),
+        Route::Webhook(family) => {
+            Dispatched::Publish(vec![other::event(name, family, origin, limits)?], Class::Other)
+        }
+    })
+}
+
 /// The command of that name in the registry, if it has an event of its own.
 pub fn find(name: &str) -> Option<&'static Command> {
     REGISTRY.iter().find(|c| c.name == name)

@@ -311,6 +311,49 @@ fn other_samples() -> Vec<Sample> {
     ]
 }
 
+/// The event's documented JSON Schema (`docs/events/<type>.schema.json`): every member of the
+/// event is a documented property of the right JSON type, every required one is present, and
+/// `type` is the schema's.
+fn assert_conforms(event: &Value) {
+    let event_type = event["type"].as_str().expect("type");
+    let path = format!(
+        "{}/docs/events/{event_type}.schema.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let schema: Value = serde_json::from_str(&text).expect("schema is JSON");
+    let properties = schema["properties"].as_object().unwrap();
+    for (name, value) in event.as_object().unwrap() {
+        let property = properties
+            .get(name)
+            .unwrap_or_else(|| panic!("{event_type}: `{name}` is not in {path}"));
+        if let Some(c) = property.get("const") {
+            assert_eq!(value, c, "{event_type}.{name}");
+        }
+        let types: Vec<&str> = match &property["type"] {
+            Value::String(t) => vec![t.as_str()],
+            Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+            _ => continue,
+        };
+        let fits = types.iter().any(|t| match *t {
+            "string" => value.is_string(),
+            "integer" => value.is_i64() || value.is_u64(),
+            "object" => value.is_object(),
+            "array" => value.is_array(),
+            "null" => value.is_null(),
+            _ => true,
+        });
+        assert!(fits, "{event_type}.{name} = {value} is not {types:?}");
+    }
+    for required in schema["required"].as_array().unwrap() {
+        let required = required.as_str().unwrap();
+        assert!(
+            event.get(required).is_some(),
+            "{event_type}: `{required}` missing"
+        );
+    }
+}
+
 async fn post_ok(app: &TestApp, command: &str, body: &str) {
     let answer = app.post(&query_for(command), body.to_string()).await;
     assert_eq!(answer.status, 200, "{command}: {:?}", answer.body);
@@ -349,6 +392,7 @@ async fn every_documented_command_reaches_its_topic_with_its_type_and_key() {
                 assert_eq!(record.value["event_time_ms"], ms, "{command}");
             }
             assert!(record.value.get("CallbackCommand").is_none());
+            assert_conforms(&record.value);
         }
     }
     let other = consume_topic(&topics.other, others.len()).await;
@@ -359,6 +403,7 @@ async fn every_documented_command_reaches_its_topic_with_its_type_and_key() {
         assert_eq!(record.key.as_deref(), Some(*key), "{command}");
         let sent: Value = serde_json::from_str(body).unwrap();
         assert_eq!(record.value["body"], sent, "{command}: the body verbatim");
+        assert_conforms(&record.value);
     }
     // A few typed fields, as consumers read them.
     let created = consume_topic(&topics.state, state.len()).await;
@@ -388,6 +433,7 @@ async fn message_fields_are_typed_and_the_message_body_is_kept_verbatim() {
     assert_eq!(record.value["cloud_custom_data"], "your cloud custom data");
     // An empty Operator_Account is kept as sent.
     assert_eq!(record.value["operator"], "");
+    assert_conforms(&record.value);
 }
 
 #[tokio::test]
@@ -407,6 +453,7 @@ async fn a_push_batch_becomes_one_record_per_event_in_order() {
     assert_eq!(records[1].value["group_id"], "@TGS#1");
     assert_eq!(records[0].value["body"], events["Events"][0]);
     assert_ne!(records[0].value["id"], records[1].value["id"]);
+    assert_conforms(&records[0].value);
     // A batch with one bad event is refused whole: nothing of it is published.
     let bad = json!({"Events": [{"CallbackCommand": "Push.OfflinePush", "To_Account": "c"}, {"CallbackCommand": "Push.OfflinePush"}]});
     assert_eq!(app.post(&query, bad.to_string()).await.status, 400);
