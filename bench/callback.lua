@@ -6,6 +6,9 @@
 --   BENCH_APP_ID        SdkAppid (default 1400000000)
 --   BENCH_PATH          callback path (default /callback)
 --   BENCH_GROUPS        distinct GroupIds, @TGS#bench<n> (default 10000)
+--   BENCH_MIX           1: a mix of commands instead of GroupInfoChanged alone (per ten
+--                       requests: 4 GroupInfoChanged, 2 group messages, 1 member joined,
+--                       1 member exited, 1 C2C message (other topic), 1 before-callback)
 --
 -- Each thread builds every request once in init() (one per GroupId, bodies shaped like
 -- Tencent's examples, with Chinese text and emoji) and then cycles through them, so the
@@ -90,6 +93,38 @@ local function body_for(n, event_time)
   return "{" .. table.concat(fields, ",") .. "}"
 end
 
+-- The mixed load: (command, body) for request n; GroupInfoChanged keeps the shapes above.
+local function mixed_for(n, event_time)
+  local g = q("@TGS#bench" .. n)
+  local t = event_time + n % 1000
+  local k = n % 10
+  if k < 4 then
+    return "Group.CallbackAfterGroupInfoChanged", body_for(n, event_time)
+  elseif k < 6 then
+    return "Group.CallbackAfterSendMsg", '{"CallbackCommand":"Group.CallbackAfterSendMsg","GroupId":' .. g
+      .. ',"Type":"Public","From_Account":' .. q("user_" .. n % 1000) .. ',"Operator_Account":"","Random":' .. n
+      .. ',"MsgSeq":' .. n .. ',"MsgTime":' .. math.floor(t / 1000) .. ',"OnlineOnlyFlag":0,"MsgBody":[{"MsgType":"TIMTextElem","MsgContent":{"Text":'
+      .. q(intros[n % #intros + 1]) .. '}}],"CloudCustomData":"","EventTime":' .. t .. "}"
+  elseif k == 6 then
+    return "Group.CallbackAfterNewMemberJoin", '{"CallbackCommand":"Group.CallbackAfterNewMemberJoin","GroupId":' .. g
+      .. ',"Type":"Public","JoinType":"Apply","Operator_Account":"admin","NewMemberList":[{"Member_Account":'
+      .. q("user_" .. n % 1000) .. '}],"EventTime":' .. t .. "}"
+  elseif k == 7 then
+    return "Group.CallbackAfterMemberExit", '{"CallbackCommand":"Group.CallbackAfterMemberExit","GroupId":' .. g
+      .. ',"Type":"Public","ExitType":"Quit","Operator_Account":"admin","ExitMemberList":[{"Member_Account":'
+      .. q("user_" .. n % 1000) .. '}],"EventTime":' .. t .. "}"
+  elseif k == 8 then
+    return "C2C.CallbackAfterSendMsg", '{"CallbackCommand":"C2C.CallbackAfterSendMsg","From_Account":'
+      .. q("user_" .. n % 1000) .. ',"To_Account":' .. q("user_" .. (n + 1) % 1000) .. ',"MsgSeq":' .. n
+      .. ',"MsgRandom":' .. n .. ',"MsgTime":' .. math.floor(t / 1000)
+      .. ',"MsgBody":[{"MsgType":"TIMTextElem","MsgContent":{"Text":"hi 👋"}}],"EventTime":' .. t .. "}"
+  else
+    return "Group.CallbackBeforeSendMsg", '{"CallbackCommand":"Group.CallbackBeforeSendMsg","GroupId":' .. g
+      .. ',"Type":"Public","From_Account":' .. q("user_" .. n % 1000)
+      .. ',"Operator_Account":"","Random":' .. n .. ',"OnlineOnlyFlag":0,"MsgBody":[{"MsgType":"TIMTextElem","MsgContent":{"Text":"hi"}}]}'
+  end
+end
+
 local requests = {}
 local next_index = 1
 -- Globals, read by done() through thread:get.
@@ -103,17 +138,25 @@ function init(args)
   local request_time = env("BENCH_REQUEST_TIME")
   local sign = env("BENCH_SIGN")
   local groups = tonumber(env("BENCH_GROUPS", "10000"))
-  local path = env("BENCH_PATH", "/callback")
-    .. "?SdkAppid=" .. app_id
-    .. "&CallbackCommand=Group.CallbackAfterGroupInfoChanged&contenttype=json"
-    .. "&ClientIP=127.0.0.1&OptPlatform=RESTAPI"
-    .. "&Sign=" .. sign .. "&RequestTime=" .. request_time
+  local mix = env("BENCH_MIX", "0") == "1"
+  local function path(command)
+    return env("BENCH_PATH", "/callback")
+      .. "?SdkAppid=" .. app_id
+      .. "&CallbackCommand=" .. command .. "&contenttype=json"
+      .. "&ClientIP=127.0.0.1&OptPlatform=RESTAPI"
+      .. "&Sign=" .. sign .. "&RequestTime=" .. request_time
+  end
   local headers = { ["Content-Type"] = "application/json" }
   local event_time = tonumber(request_time) * 1000
   for n = 0, groups - 1 do
-    local body = body_for(n, event_time)
+    local command, body = "Group.CallbackAfterGroupInfoChanged", nil
+    if mix then
+      command, body = mixed_for(n, event_time)
+    else
+      body = body_for(n, event_time)
+    end
     body_min, body_max, body_sum = math.min(body_min, #body), math.max(body_max, #body), body_sum + #body
-    requests[n + 1] = wrk.format("POST", path, headers, body)
+    requests[n + 1] = wrk.format("POST", path(command), headers, body)
   end
   body_mean = math.floor(body_sum / groups + 0.5)
   -- Threads start at different GroupIds so they do not send the same group in lockstep.

@@ -71,6 +71,8 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS") or (3 if BASELINES else 1))
 # When set, the HTTP ceiling runs a second time waiting this long before each answer, as the
 # relay waits for Kafka: the cost of the HTTP exchange alone when answers are not immediate.
 WAITING_US = int(os.environ.get("BENCH_WAITING_CEILING_US") or 0)
+# A second pass of the current relay with a mix of commands (bench/callback.lua, BENCH_MIX).
+MIX = os.environ.get("BENCH_MIX_PASS", "1") == "1"
 WRK_TIMEOUT = "10s"  # long enough that slow answers are measured, not dropped as timeouts
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 KAFKA_PID_FILE = Path(os.environ.get("KAFKA_DATA_DIR") or REPO / "target" / "kafka-data") / "kafka.pid"
@@ -424,6 +426,10 @@ def log_path(name):
     return RESULTS / (re.sub(r"[^A-Za-z0-9._-]+", "_", name.replace("relay @ ", "relay-")) + ".log")
 
 
+# The mixed load's other two topics (set in main); older relays ignore the variables.
+EXTRA_TOPICS = {}
+
+
 def start_relay(topic, port, spool_dir, binary=RELAY_BIN, name="relay"):
     """Starts a relay and waits until /readyz says it reaches the broker."""
     admin_port = free_port()
@@ -437,6 +443,7 @@ def start_relay(topic, port, spool_dir, binary=RELAY_BIN, name="relay"):
         "KAFKA_TOPIC": topic,
         "RELAY_SPOOL_DIR": spool_dir,
         "RUST_LOG": "warn",
+        **EXTRA_TOPICS,
     }
     with open(log_path(name), "wb") as relay_log:
         proc = spawn([str(binary)], env=env, stdin=subprocess.DEVNULL, stdout=relay_log, stderr=subprocess.STDOUT)
@@ -619,6 +626,18 @@ def markdown(r):
                 f"| {new['connections']} | {old['rps']:,.0f} | {new['rps']:,.0f} | {new['rps'] / old['rps']:.2f}x "
                 f"| {old['p99_ms']:.2f} | {new['p99_ms']:.2f} | {new['p99_ms'] / old['p99_ms']:.2f}x "
                 f"| {cpu_us(old)} | {cpu_us(new)} |")
+    mixed = r.get("relay_mixed") or []
+    if mixed:
+        lines += ["", "Mixed commands (BENCH_MIX=1, the current relay alone): per ten requests 4 GroupInfoChanged, "
+                  "2 group messages, 1 member joined, 1 member exited (three topics), 1 C2C message (other topic), "
+                  "1 before-callback (answered allow), against GroupInfoChanged alone in the same run:", "",
+                  "| conns | req/s mixed | req/s GroupInfoChanged | mixed / alone | p99 ms mixed | p99 ms alone "
+                  "| errors | CPU µs/req mixed | alone |",
+                  "|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+        for mix, alone in zip(mixed, r["relay"]):
+            lines.append(
+                f"| {mix['connections']} | {mix['rps']:,.0f} | {alone['rps']:,.0f} | {mix['rps'] / alone['rps']:.2f}x "
+                f"| {mix['p99_ms']:.2f} | {alone['p99_ms']:.2f} | {mix['errors']} | {cpu_us(mix)} | {cpu_us(alone)} |")
     lines += ["", "Producer ceiling (Kafka ProducerPerformance, acks=all, idempotent, keyed over "
               f"{GROUPS} keys, same 3-partition topic layout):", ""]
     if p:
@@ -703,7 +722,9 @@ def main():
     try:
         log(f"topics {relay_topic} and {perf_topic} (3 partitions); port {port}")
         baseline_topics = [f"tim-relay-bench-{run_id}-base{i}" for i in range(len(BASELINES))]
-        for topic in (relay_topic, perf_topic, *baseline_topics):
+        EXTRA_TOPICS.update({"KAFKA_MESSAGES_TOPIC": f"{relay_topic}-messages",
+                             "KAFKA_OTHER_TOPIC": f"{relay_topic}-other"})
+        for topic in (relay_topic, perf_topic, *baseline_topics, *EXTRA_TOPICS.values()):
             kafka_tool("topics", "--create", "--topic", topic, "--partitions", "3", "--replication-factor", "1")
             created.append(topic)
 
@@ -727,6 +748,18 @@ def main():
         log(f"producer ceiling: {PERF_RECORDS} records of {report['event_bytes']} B")
         report["producer_ceiling"] = producer_ceiling(perf_topic, report["event_bytes"])
         log(f"producer ceiling: {report['producer_ceiling']['summary_line']}")
+
+        if MIX:
+            log("mixed commands: the relay alone, BENCH_MIX=1 (bench/callback.lua)")
+            os.environ["BENCH_MIX"] = "1"
+            try:
+                mixed_spool = tempfile.mkdtemp(prefix="tim-relay-bench-spool-")
+                spool_dirs.append(mixed_spool)
+                mixed = bench_relays([("relay, mixed commands", relay_topic, free_port(), mixed_spool, RELAY_BIN)])
+                report["relay_mixed"] = mixed["relay, mixed commands"][1]
+                report["relay_mixed_outcomes_total"] = mixed["relay, mixed commands"][2]
+            finally:
+                os.environ.pop("BENCH_MIX", None)
 
         report["http_ceiling"] = bench_ok_server(port)
         if WAITING_US:

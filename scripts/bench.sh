@@ -16,6 +16,9 @@
 # With a baseline, every level runs BENCH_ROUNDS (3) times, alternating between the relays,
 # and the median round is reported. BENCH_WAITING_CEILING_US (off): also measure the HTTP
 # ceiling waiting that long before each answer, as the relay waits for Kafka, e.g. 2500.
+# BENCH_MIX_PASS (1): also run the current relay under a mix of commands (group state and
+# message events on their topics, a C2C message on the other topic, a before-callback) and
+# print it beside GroupInfoChanged alone; 0 skips it.
 #
 # Installs what is missing: Debian's wrk, and matplotlib in a venv cached under
 # ~/.cache/tim-relay/bench-venv (without it there is no plot). The load generator is wrk
