@@ -17,8 +17,8 @@ pub enum RelayError {
     AddressNotAllowed,
     #[error(transparent)]
     Auth(#[from] AuthError),
-    #[error("CallbackCommand is missing or not one this relay handles")]
-    UnknownCommand,
+    #[error("CallbackCommand is missing from the query")]
+    MissingCommand,
     #[error("body is larger than {limit} bytes")]
     BodyTooLarge { limit: usize },
     #[error("body could not be read: {0}")]
@@ -80,7 +80,7 @@ impl RelayError {
             RelayError::Auth(AuthError::BadRequestTime) => (S::UNAUTHORIZED, 4012, "rejected_sign"),
             RelayError::Auth(AuthError::StaleRequestTime) => (S::UNAUTHORIZED, 4013, "rejected_sign"),
             RelayError::Auth(AuthError::WrongSign) => (S::UNAUTHORIZED, 4014, "rejected_sign"),
-            RelayError::UnknownCommand => (S::BAD_REQUEST, 4001, "rejected_command"),
+            RelayError::MissingCommand => (S::BAD_REQUEST, 4001, "rejected_command"),
             RelayError::Body(B::CommandMismatch) => (S::BAD_REQUEST, 4001, "rejected_command"),
             RelayError::BodyTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, 4131, "rejected_too_large"),
             RelayError::BodyUnreadable(_) => (S::BAD_REQUEST, 4002, "rejected_body"),

@@ -301,7 +301,7 @@ async fn handle_callback(
     state.auth.check_sign(&query, received_at)?;
     let name = match query.callback_command.as_deref() {
         Some(name) if !name.is_empty() => name,
-        _ => return Err(RelayError::UnknownCommand),
+        _ => return Err(RelayError::MissingCommand),
     };
     let body = tokio::time::timeout(state.body_timeout, read_body(req, payload, state.body_limit))
         .await
