@@ -625,14 +625,22 @@ impl fmt::Display for Config {
     }
 }
 
-/// A URL for the start-up line, any user and password masked.
+/// A URL for the start-up line: scheme, host, port and path; user, password and query masked.
 fn shown_url(url: &str) -> String {
-    match url.split_once("://").and_then(|(scheme, rest)| {
-        let (userinfo, host) = rest.split_once('@')?;
-        (!userinfo.contains('/')).then(|| format!("{scheme}://***@{host}"))
-    }) {
-        Some(masked) => masked,
-        None => url.to_string(),
+    match crate::decision::check_url(url) {
+        Ok(u) => format!(
+            "{}://{}{}{}{}",
+            u.scheme(),
+            if u.username().is_empty() && u.password().is_none() {
+                ""
+            } else {
+                "***@"
+            },
+            u.host_str().unwrap_or_default(),
+            u.port().map(|p| format!(":{p}")).unwrap_or_default(),
+            u.path().to_string() + if u.query().is_some() { "?***" } else { "" },
+        ),
+        Err(_) => "(invalid)".into(),
     }
 }
 
@@ -731,10 +739,26 @@ mod tests {
             ("RELAY_DECISION_URL", "ftp://x"),
             ("RELAY_DECISION_TIMEOUT_MS", "2000"),
             ("RELAY_DECISION_FALLBACK", "maybe"),
+            ("RELAY_DECISION_URL", "https://user:hunter2@decider/"),
         ] {
             let err = Config::from_vars(vars(&[("TIM_SDK_APP_ID", "1"), (var, value)])).unwrap_err();
             assert_eq!(err.var, var, "{err}");
+            assert!(!err.to_string().contains("hunter2"), "{err}");
         }
+        let c = Config::from_vars(vars(&[
+            ("TIM_SDK_APP_ID", "1"),
+            (
+                "RELAY_DECISION_URL",
+                "http://user:hunter2@decider:8080/decide?key=k3y",
+            ),
+        ]))
+        .unwrap();
+        let shown = c.to_string();
+        assert!(
+            shown.contains("decision_url=http://***@decider:8080/decide?***"),
+            "{shown}"
+        );
+        assert!(!shown.contains("hunter2") && !shown.contains("k3y"), "{shown}");
     }
 
     #[test]

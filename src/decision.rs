@@ -185,14 +185,15 @@ fn decision(body: &'static str, outcome: &'static str) -> Decision {
     }
 }
 
-/// The decision URL as the relay can use it: http://, a host, no fragment.
+/// The decision URL as the relay can use it: http://, a host, no fragment. Errors never repeat
+/// the URL: it may carry a password or a key.
 pub fn check_url(url: &str) -> Result<Url, String> {
-    let parsed = Url::parse(url).map_err(|e| format!("`{url}`: {e}"))?;
+    let parsed = Url::parse(url).map_err(|e| format!("not a URL ({e})"))?;
     if parsed.scheme() != "http" || !parsed.has_host() {
-        return Err(format!("`{url}` is not an http:// URL with a host"));
+        return Err("not an http:// URL with a host".into());
     }
     if parsed.fragment().is_some() {
-        return Err(format!("`{url}` has a #fragment"));
+        return Err("has a #fragment".into());
     }
     Ok(parsed)
 }

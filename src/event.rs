@@ -135,6 +135,28 @@ pub fn stable_id(sdk_app_id: &str, parts: &[&[u8]]) -> String {
     Uuid::new_v5(&ID_NAMESPACE, &name).to_string()
 }
 
+/// RFC 3339 with milliseconds. Every time the relay reads is checked to be before year 10000,
+/// which humantime can write; should one slip through, the epoch is written, not a panic.
 fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
+    use std::fmt::Write;
+    let mut out = String::new();
+    match write!(out, "{}", humantime::format_rfc3339_millis(t)) {
+        Ok(()) => out,
+        Err(_) => "1970-01-01T00:00:00.000Z".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_time_humantime_cannot_write_gives_the_epoch_not_a_panic() {
+        let far = UNIX_EPOCH + Duration::from_secs(300_000_000_000);
+        assert_eq!(rfc3339(far), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_millis(1_670_574_414_123)),
+            "2022-12-09T08:26:54.123Z"
+        );
+    }
 }

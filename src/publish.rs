@@ -44,6 +44,10 @@ impl PublishError {
                         | RDKafkaErrorCode::InvalidMessage
                         | RDKafkaErrorCode::InvalidRecord
                         | RDKafkaErrorCode::InvalidTopic
+                        // librdkafka's own verdict after topic.metadata.propagation.max.ms: the
+                        // topic does not exist (and the broker does not create it). Retrying
+                        // would hold every later spooled event behind this one.
+                        | RDKafkaErrorCode::UnknownTopic
                 )
             ),
         }
@@ -139,8 +143,9 @@ pub struct Publisher {
     /// `KAFKA_TOPIC`: where records without a topic of their own go (spooled by a release that
     /// had only this topic).
     default_topic: String,
-    /// The topic readiness asks the broker about: the first configured of the three.
-    probe_topic: Option<String>,
+    /// The configured topics: readiness asks the broker about each, the stuck-producer probe
+    /// about the first.
+    topics: Vec<String>,
     ack_timeout: Duration,
     late_deliveries: IntCounter,
 }
@@ -213,10 +218,11 @@ impl Publisher {
             forwarding: slot(forwarding)?,
             watch: watch.clone(),
             default_topic: config.topic.clone(),
-            probe_topic: [&config.topic, &config.messages_topic, &config.other_topic]
+            topics: [&config.topic, &config.messages_topic, &config.other_topic]
                 .into_iter()
-                .find(|t| !t.is_empty())
-                .cloned(),
+                .filter(|t| !t.is_empty())
+                .cloned()
+                .collect(),
             ack_timeout: config.ack_timeout,
             late_deliveries,
         })
@@ -250,7 +256,7 @@ impl Publisher {
         let probe: Result<BaseProducer, _> = self.direct.client.create();
         probe.is_ok_and(|p| {
             p.client()
-                .fetch_metadata(self.probe_topic.as_deref(), Timeout::After(timeout))
+                .fetch_metadata(self.topics.first().map(String::as_str), Timeout::After(timeout))
                 .is_ok()
         })
     }
@@ -339,28 +345,33 @@ impl Publisher {
         Ok(start.elapsed())
     }
 
-    /// Whether the broker answers a metadata request for the topic. Blocks up to `timeout`.
+    /// Whether the broker answers a metadata request for every configured topic, each with
+    /// partitions. Blocks up to `timeout` per topic.
     pub fn check_ready(&self, timeout: Duration) -> Result<(), String> {
-        let metadata = self
-            .direct
-            .get()
-            .client()
-            .fetch_metadata(self.probe_topic.as_deref(), Timeout::After(timeout))
-            .map_err(|e| format!("Kafka metadata request failed: {e}"))?;
+        let producer = self.direct.get();
+        let client = producer.client();
         // Every class switched off: the broker answering is all there is to know.
-        let Some(name) = &self.probe_topic else {
-            return Ok(());
-        };
-        let topic = metadata
-            .topics()
-            .iter()
-            .find(|t| t.name() == name)
-            .ok_or_else(|| format!("topic {name} is not in the broker's metadata"))?;
-        if let Some(err) = topic.error() {
-            return Err(format!("topic {name}: {:?}", RDKafkaErrorCode::from(err)));
+        if self.topics.is_empty() {
+            return client
+                .fetch_metadata(None, Timeout::After(timeout))
+                .map(|_| ())
+                .map_err(|e| format!("Kafka metadata request failed: {e}"));
         }
-        if topic.partitions().is_empty() {
-            return Err(format!("topic {name} has no partitions"));
+        for name in &self.topics {
+            let metadata = client
+                .fetch_metadata(Some(name), Timeout::After(timeout))
+                .map_err(|e| format!("Kafka metadata request failed: {e}"))?;
+            let topic = metadata
+                .topics()
+                .iter()
+                .find(|t| t.name() == name)
+                .ok_or_else(|| format!("topic {name} is not in the broker's metadata"))?;
+            if let Some(err) = topic.error() {
+                return Err(format!("topic {name}: {:?}", RDKafkaErrorCode::from(err)));
+            }
+            if topic.partitions().is_empty() {
+                return Err(format!("topic {name} has no partitions"));
+            }
         }
         Ok(())
     }

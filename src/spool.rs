@@ -390,13 +390,17 @@ fn settle_in(
     }
     if !refused.is_empty() {
         let mut dead = tx.open_table(tables.dead).map_err(storage)?;
+        // Keyed by a number of its own: event numbers start again once the spool is empty, so
+        // keying by them would overwrite an older dead entry.
+        let mut next = dead.last().map_err(storage)?.map_or(0, |(k, _)| k.value() + 1);
         for seq in refused {
             if let Some(v) = events.remove(seq).map_err(storage)? {
                 let entry = v.value().to_vec();
                 counts.freed += entry.len() as u64;
                 counts.removed += 1;
                 counts.moved += 1;
-                dead.insert(seq, entry.as_slice()).map_err(storage)?;
+                dead.insert(next, entry.as_slice()).map_err(storage)?;
+                next += 1;
             }
         }
     }

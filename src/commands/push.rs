@@ -6,7 +6,7 @@
 use serde_json::Value;
 
 use super::other::{webhook, EVENT_TYPE};
-use crate::body::{checked_uint, Body, BodyError, BodyLimits};
+use crate::body::{checked_uint, Body, BodyError, BodyLimits, MAX_EVENT_TIME_MS};
 use crate::event::{stable_id, Event, Origin};
 
 /// Tencent sends at most 100 events per push callback.
@@ -49,10 +49,12 @@ pub fn events(command: &str, origin: &Origin, limits: BodyLimits) -> Result<Vec<
                     _ => None,
                 })
                 .ok_or(BodyError::Missing("Events.To_Account"))?;
+            // Seconds; a time past year 9999 has no RFC 3339 form (`ce_time`) and is left out.
             let seconds = |t: Value| {
                 checked_uint(t, "Events.EventTime")
                     .ok()
                     .and_then(|s| s.checked_mul(1000))
+                    .filter(|ms| *ms <= MAX_EVENT_TIME_MS)
             };
             let parsed = webhook(command, key, entry, seconds);
             let mut event = Event::new(EVENT_TYPE, origin, parsed, rest.clone());
@@ -64,4 +66,51 @@ pub fn events(command: &str, origin: &Origin, limits: BodyLimits) -> Result<Vec<
             Ok(event)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::UNIX_EPOCH;
+
+    use super::*;
+    use crate::callback::CallbackQuery;
+    use crate::record::Record;
+
+    fn run(body: &str) -> Result<Vec<Event>, BodyError> {
+        let query = CallbackQuery::default();
+        let origin = Origin {
+            sdk_app_id: "1",
+            query: &query,
+            raw_body: body.as_bytes(),
+            received_at: UNIX_EPOCH,
+        };
+        events("Push.OfflinePush", &origin, BodyLimits::default())
+    }
+
+    #[test]
+    fn an_event_time_past_year_9999_is_left_out_not_a_panic() {
+        let events = run(r#"{"Events":[{"To_Account":"a","EventTime":300000000000}]}"#).unwrap();
+        assert_eq!(events[0].event_time_ms, None);
+        let record = Record::from_event(&events[0], "t");
+        assert!(record.headers.iter().any(|(k, _)| k == "ce_time"));
+    }
+
+    #[test]
+    fn a_batch_is_one_to_a_hundred_events_each_with_a_subject() {
+        assert!(run(r#"{"Events":[]}"#).is_err());
+        assert!(run(r#"{"Events":{}}"#).is_err());
+        let many = format!(
+            r#"{{"Events":[{}]}}"#,
+            vec![r#"{"To_Account":"a"}"#; 101].join(",")
+        );
+        assert_eq!(run(&many).unwrap_err(), BodyError::TooManyEntries("Events", 100));
+        assert_eq!(
+            run(r#"{"Events":[{"To_Account":"a"},{"Other":1}]}"#).unwrap_err(),
+            BodyError::Missing("Events.To_Account")
+        );
+        assert_eq!(
+            run(r#"{"Events":[{"GroupID":"g","EventTime":2}]}"#).unwrap()[0].event_time_ms,
+            Some(2000)
+        );
+    }
 }
