@@ -54,6 +54,23 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Sends the signal and returns the exit code, failing the test if the relay outlives `within`.
+async fn stop_with(child: &mut Running, signal: &str, within: Duration) -> Option<i32> {
+    let status = Command::new("kill")
+        .args([format!("-{signal}"), child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let started = Instant::now();
+    loop {
+        if let Some(exit) = child.0.try_wait().unwrap() {
+            return exit.code();
+        }
+        assert!(started.elapsed() < within, "no exit after SIG{signal}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 struct Running(Child);
 
 impl Drop for Running {
@@ -119,23 +136,10 @@ async fn sigterm_lets_the_relay_finish_and_exit_0_with_secrets_masked_in_its_log
         let response = client.post(url).body(forged.to_string()).send().await.unwrap();
         assert_eq!(response.status(), expect);
     }
-    let status = Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let started = Instant::now();
-    let exit = loop {
-        if let Some(exit) = child.0.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "no exit after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert_eq!(exit.code(), Some(0));
+    assert_eq!(
+        stop_with(&mut child, "TERM", Duration::from_secs(20)).await,
+        Some(0)
+    );
     let log: Vec<String> = BufReader::new(child.0.stderr.take().unwrap())
         .lines()
         .map(Result::unwrap)
@@ -197,23 +201,10 @@ async fn sigint_stops_the_relay_as_gracefully_as_sigterm_and_json_logs_are_one_o
         .await
         .unwrap();
     assert_eq!(answer.status(), 200);
-    let status = Command::new("kill")
-        .args(["-INT", &child.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let started = Instant::now();
-    let exit = loop {
-        if let Some(exit) = child.0.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "no exit after SIGINT"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert_eq!(exit.code(), Some(0));
+    assert_eq!(
+        stop_with(&mut child, "INT", Duration::from_secs(30)).await,
+        Some(0)
+    );
     let lines: Vec<serde_json::Value> = BufReader::new(child.0.stderr.take().unwrap())
         .lines()
         .map(|l| {
