@@ -78,11 +78,15 @@ pub(crate) fn webhook(
     Parsed { key, common, data }
 }
 
-fn key(command: &str, family: Family, body: &Map<String, Value>, max: usize) -> Result<String, BodyError> {
-    let text = |v: Option<&Value>| match v {
+/// The first of `fields` that is a non-empty string of at most `max` bytes: a subject.
+pub(crate) fn first_subject(body: &Map<String, Value>, fields: &[&str], max: usize) -> Option<String> {
+    fields.iter().find_map(|f| match body.get(*f) {
         Some(Value::String(s)) if !s.is_empty() && s.len() <= max => Some(s.clone()),
         _ => None,
-    };
+    })
+}
+
+fn key(command: &str, family: Family, body: &Map<String, Value>, max: usize) -> Result<String, BodyError> {
     let required = |field: &'static str, v: Option<&Value>| match v {
         None => Err(BodyError::Missing(field)),
         Some(Value::String(s)) if s.is_empty() => Err(BodyError::Empty(field)),
@@ -102,16 +106,18 @@ fn key(command: &str, family: Family, body: &Map<String, Value>, max: usize) -> 
                 .and_then(|l| l.get(0))
                 .and_then(|p| p.get("From_Account")),
         ),
-        Family::Alert => Ok(text(body.get("Command")).unwrap_or_else(|| command.to_string())),
-        Family::Other => Ok([
-            "GroupId",
-            "GroupID",
-            "From_Account",
-            "To_Account",
-            "Operator_Account",
-        ]
-        .iter()
-        .find_map(|f| text(body.get(*f)))
+        Family::Alert => Ok(first_subject(body, &["Command"], max).unwrap_or_else(|| command.to_string())),
+        Family::Other => Ok(first_subject(
+            body,
+            &[
+                "GroupId",
+                "GroupID",
+                "From_Account",
+                "To_Account",
+                "Operator_Account",
+            ],
+            max,
+        )
         .unwrap_or_else(|| command.to_string())),
     }
 }

@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use super::other::{webhook, EVENT_TYPE};
+use super::other::{first_subject, webhook, EVENT_TYPE};
 use crate::body::{checked_uint, Body, BodyError, BodyLimits, MAX_EVENT_TIME_MS};
 use crate::event::{stable_id, Event, Origin};
 
@@ -42,12 +42,7 @@ pub fn events(command: &str, origin: &Origin, limits: BodyLimits) -> Result<Vec<
                 return Err(BodyError::BadShape("Events", SHAPE));
             };
             super::check_command(command, entry.get("CallbackCommand"))?;
-            let key = ["To_Account", "GroupID", "From_Account"]
-                .iter()
-                .find_map(|f| match entry.get(*f) {
-                    Some(Value::String(s)) if !s.is_empty() && s.len() <= max => Some(s.clone()),
-                    _ => None,
-                })
+            let key = first_subject(&entry, &["To_Account", "GroupID", "From_Account"], max)
                 .ok_or(BodyError::Missing("Events.To_Account"))?;
             // Seconds; a time past year 9999 has no RFC 3339 form (`ce_time`) and is left out.
             let seconds = |t: Value| {
