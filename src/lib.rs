@@ -17,4 +17,5 @@ pub mod publish;
 pub mod record;
 pub mod relay;
 pub mod spool;
+pub mod state;
 pub mod tls;
