@@ -338,11 +338,7 @@ impl Config {
             ("KAFKA_MESSAGES_TOPIC", &env.kafka_messages_topic),
             ("KAFKA_OTHER_TOPIC", &env.kafka_other_topic),
         ] {
-            let valid = topic.len() <= 249
-                && topic
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-            if !valid || topic == "." || topic == ".." {
+            if !topic.is_empty() && !is_topic_name(topic) {
                 return Err(ConfigError::new(
                     var,
                     "must be a Kafka topic name (letters, digits, `.`, `_`, `-`; at most 249), \
@@ -535,6 +531,17 @@ fn guard_producer_properties(
     Ok(())
 }
 
+/// Whether Kafka accepts `topic` as a topic name.
+pub(crate) fn is_topic_name(topic: &str) -> bool {
+    !topic.is_empty()
+        && topic.len() <= 249
+        && topic
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && topic != "."
+        && topic != ".."
+}
+
 /// Parses a comma-separated CIDR list; a bare address means just that address.
 fn cidrs(var: &str, value: Option<&str>) -> Result<Vec<IpNet>, ConfigError> {
     value
@@ -558,7 +565,8 @@ pub fn is_secret_property(name: &str) -> bool {
         .any(|s| name.contains(s))
 }
 
-fn envy_error(err: envy::Error) -> ConfigError {
+/// envy's error as a configuration error naming the variable.
+pub(crate) fn envy_error(err: envy::Error) -> ConfigError {
     match err {
         envy::Error::MissingValue(field) => {
             ConfigError::new(field.to_ascii_uppercase(), "is required but not set")

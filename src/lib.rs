@@ -12,6 +12,7 @@ pub mod error;
 pub mod event;
 pub mod http;
 pub mod log_limit;
+pub mod materialize;
 pub mod metrics;
 pub mod publish;
 pub mod record;

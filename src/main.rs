@@ -1,9 +1,11 @@
-//! The `tim-relay` binary: configuration, logging, build, run, flush.
+//! The `tim-relay` binary: the relay (no arguments), `materialize` and `state GROUP_ID`.
 
 use std::io::Write;
 
 use tim_relay::config::{Config, LogFormat};
 use tim_relay::http::Application;
+use tim_relay::materialize::config::StateConfig;
+use tim_relay::materialize::show::{self, Found};
 
 /// mimalloc instead of glibc's malloc: under load glibc's malloc/free (and its consolidation
 /// of freed chunks) took about a fifth of the relay's CPU in the HTTP workers; see
@@ -11,8 +13,32 @@ use tim_relay::http::Application;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+const USAGE: &str = "usage: tim-relay                    relay Tencent IM callbacks to Kafka
+       tim-relay materialize        fold the group events into the compacted state topic
+       tim-relay state GROUP_ID     print one group's current state
+Configuration comes from environment variables; see the README.";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args.as_slice() {
+        [] => {
+            if let Err(e) = relay() {
+                exit_with(e)
+            }
+        }
+        ["materialize"] => materialize(),
+        ["state", group_id] => show_state(group_id),
+        ["help" | "--help" | "-h"] => println!("{USAGE}"),
+        _ => {
+            eprintln!("{USAGE}");
+            std::process::exit(2);
+        }
+    }
+}
+
 #[actix_web::main]
-async fn main() -> std::io::Result<()> {
+async fn relay() -> std::io::Result<()> {
     // Configuration comes first: its one error line is plain text, whatever the log format.
     let config = Config::from_env().unwrap_or_else(|e| exit_with(e));
     init_logging(config.log_format);
@@ -26,6 +52,51 @@ async fn main() -> std::io::Result<()> {
         app.admin_port()
     );
     app.run_until_stopped().await
+}
+
+/// `tim-relay materialize`: runs until SIGTERM/SIGINT; exits 1 when the fold cannot go on.
+fn materialize() {
+    let config = StateConfig::from_env().unwrap_or_else(|e| exit_with(e));
+    init_logging(config.log_format);
+    log::info!(
+        "started tim-relay {} materialize (admin {}): {config}",
+        env!("CARGO_PKG_VERSION"),
+        config.admin_listen
+    );
+    if let Err(e) = tim_relay::materialize::run(config) {
+        log::error!("materialize stopped: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// `tim-relay state GROUP_ID`: the document on stdout; exit 1 when the group has none.
+fn show_state(group_id: &str) {
+    let config = StateConfig::from_env().unwrap_or_else(|e| exit_with(e));
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    match show::find(&config, group_id) {
+        Ok(Found::Live(doc)) => {
+            let value: serde_json::Value = serde_json::from_slice(&doc).unwrap_or_else(|e| exit_with(e));
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&value).unwrap_or_else(|e| exit_with(e))
+            );
+        }
+        Ok(Found::Destroyed(at)) => {
+            let when = at.map_or("at an unknown time".to_string(), |ms| {
+                format!("at event_time_ms {ms}")
+            });
+            eprintln!("tim-relay: group {group_id} was destroyed {when}");
+            std::process::exit(1);
+        }
+        Ok(Found::Missing) => {
+            eprintln!(
+                "tim-relay: no state for group {group_id} in {}",
+                config.state_topic
+            );
+            std::process::exit(1);
+        }
+        Err(e) => exit_with(e),
+    }
 }
 
 /// env_logger to stderr, `RUST_LOG` filter (default `info`); with `RELAY_LOG_FORMAT=json`, one

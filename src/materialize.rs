@@ -1,0 +1,686 @@
+//! `tim-relay materialize`: folds the group state events into each group's current state, in a
+//! compacted topic, exactly once.
+//!
+//! Each instance consumes `KAFKA_TOPIC` in consumer group `RELAY_STATE_GROUP_ID` and owns the
+//! groups of its partitions. Events are folded in batches; each batch is one Kafka transaction
+//! that writes the changed documents (partition p of the state topic holds the groups of
+//! partition p of the event topic) and the consumer offsets together, so a crash at any moment
+//! leaves either the whole batch or none of it. The state is read back with `read_committed`.
+//!
+//! The groups of a partition live in memory, as the JSON of their documents. When a partition
+//! is assigned, its state is rebuilt from the state topic before any of its events is folded.
+
+pub mod admin;
+pub mod config;
+pub mod show;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use crate::state::{Group, GroupState, InEvent, Outcome, Recent};
+use admin::{Health, StateMetrics};
+use config::StateConfig;
+
+/// Header of a state record: the hashes of the group's latest event ids (duplicates).
+pub const RECENT_HEADER: &str = "tim_state_recent_ids";
+/// Header of a tombstone: when the group was destroyed, in ms since 1970.
+pub const DESTROYED_HEADER: &str = "tim_state_destroyed_at_ms";
+/// How long one transaction may stay open before the broker aborts it.
+const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(10);
+/// Timeout of the transactional calls (commit, offsets, abort).
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the lag is measured.
+const LAG_EVERY: Duration = Duration::from_secs(2);
+/// How long the tombstone of a destroyed group stays in the compacted topic.
+const TOMBSTONE_RETENTION_MS: &str = "604800000";
+
+/// A group as held in memory between batches: compact, parsed only when an event arrives.
+struct Stored {
+    /// The document's JSON; `None`: destroyed.
+    doc: Option<Box<[u8]>>,
+    destroyed_at: Option<u64>,
+    recent: Box<[u64]>,
+}
+
+impl Stored {
+    fn from_group(group: &Group) -> Self {
+        Stored {
+            doc: group
+                .doc
+                .as_ref()
+                .map(|d| serde_json::to_vec(d).expect("a state document serializes").into()),
+            destroyed_at: group.destroyed_at,
+            recent: group.recent.0.clone().into(),
+        }
+    }
+
+    fn to_group(&self) -> Result<Group, serde_json::Error> {
+        Ok(Group {
+            doc: self.doc.as_deref().map(serde_json::from_slice).transpose()?,
+            destroyed_at: self.destroyed_at,
+            recent: Recent(self.recent.to_vec()),
+        })
+    }
+}
+
+/// The groups of each assigned partition.
+type Partitions = HashMap<i32, HashMap<String, Stored>>;
+
+/// What happened in a rebalance, recorded by the consumer's callbacks for the loop.
+#[derive(Default)]
+struct RebalanceLog {
+    revoked: Vec<i32>,
+    assigned: Vec<i32>,
+    changed: bool,
+}
+
+struct StateContext {
+    log: Mutex<RebalanceLog>,
+}
+
+impl ClientContext for StateContext {}
+
+impl ConsumerContext for StateContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) = rebalance {
+            let mut log = self.log.lock().expect("rebalance log");
+            log.revoked.extend(list.elements().iter().map(|e| e.partition()));
+            log.changed = true;
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let mut log = self.log.lock().expect("rebalance log");
+        match rebalance {
+            Rebalance::Assign(list) => {
+                log.assigned.extend(list.elements().iter().map(|e| e.partition()));
+                log.changed = true;
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(e) => log::warn!("rebalance failed: {e}"),
+        }
+    }
+}
+
+/// The context of the readers of the state topic: reaching the end of a partition is how they
+/// know they are done, not an error to log.
+pub(crate) struct Reader;
+
+impl ClientContext for Reader {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            log::error!("librdkafka: {error}: {reason}");
+        }
+    }
+}
+
+impl ConsumerContext for Reader {}
+
+/// Why the materializer stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("{0}")]
+    Setup(String),
+    #[error("Kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("a document in the state topic is not one the materializer wrote: {0}")]
+    Corrupt(String),
+}
+
+pub(crate) fn client(config: &StateConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &config.bootstrap_servers);
+    for (k, v) in &config.client_properties {
+        c.set(k, v);
+    }
+    c
+}
+
+/// Creates the state topic (compacted, as many partitions as the event topic) when it is
+/// missing; refuses one that is not compacted or has fewer partitions.
+pub fn ensure_state_topic(config: &StateConfig) -> Result<i32, StateError> {
+    let probe: BaseConsumer = client(config).create()?;
+    let timeout = Duration::from_secs(10);
+    let partitions_of = |topic: &str| -> Result<Option<i32>, StateError> {
+        let metadata = probe.fetch_metadata(Some(topic), timeout)?;
+        let Some(t) = metadata.topics().first() else {
+            return Ok(None);
+        };
+        match t.error() {
+            None => Ok(Some(t.partitions().len() as i32)),
+            Some(rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) => Ok(None),
+            Some(e) => Err(StateError::Setup(format!("topic {topic}: {e:?}"))),
+        }
+    };
+    let events = partitions_of(&config.topic)?.ok_or_else(|| {
+        StateError::Setup(format!(
+            "the event topic {} (KAFKA_TOPIC) does not exist: start the relay first, or create it",
+            config.topic
+        ))
+    })?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| StateError::Setup(e.to_string()))?;
+    let admin: AdminClient<DefaultClientContext> = client(config).create()?;
+    let options = AdminOptions::new().request_timeout(Some(timeout));
+    if partitions_of(&config.state_topic)?.is_none() {
+        let topic = NewTopic::new(
+            &config.state_topic,
+            events,
+            TopicReplication::Fixed(config.replication_factor),
+        )
+        .set("cleanup.policy", "compact")
+        .set("delete.retention.ms", TOMBSTONE_RETENTION_MS);
+        let results = runtime.block_on(admin.create_topics([&topic], &options))?;
+        for result in results {
+            match result {
+                Ok(_) => log::info!(
+                    "created the state topic {} (compacted, {events} partitions)",
+                    config.state_topic
+                ),
+                Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => {
+                    return Err(StateError::Setup(format!("cannot create {topic}: {code}")))
+                }
+            }
+        }
+    }
+    let described = runtime
+        .block_on(admin.describe_configs([&ResourceSpecifier::Topic(&config.state_topic)], &options))?;
+    let policy = described
+        .into_iter()
+        .next()
+        .and_then(Result::ok)
+        .and_then(|r| r.get("cleanup.policy").and_then(|e| e.value.clone()));
+    if policy.as_deref() != Some("compact") {
+        return Err(StateError::Setup(format!(
+            "the state topic {} (KAFKA_STATE_TOPIC) has cleanup.policy={}; it must be `compact` \
+             alone, or new services could not bootstrap from it",
+            config.state_topic,
+            policy.unwrap_or_else(|| "unknown".into())
+        )));
+    }
+    let state = partitions_of(&config.state_topic)?.unwrap_or(0);
+    if state < events {
+        return Err(StateError::Setup(format!(
+            "the state topic {} has {state} partitions, fewer than the {events} of {}: partition p \
+             of the state holds the groups of partition p of the events",
+            config.state_topic, config.topic
+        )));
+    }
+    Ok(events)
+}
+
+/// The fold loop, until `stop` is set. Runs on its own thread.
+pub struct Materializer {
+    config: StateConfig,
+    consumer: BaseConsumer<StateContext>,
+    producer: BaseProducer,
+    partitions: Partitions,
+    metrics: Arc<StateMetrics>,
+    health: Arc<Health>,
+}
+
+/// One event read, not folded yet.
+struct Pending {
+    partition: i32,
+    offset: i64,
+    key: Option<String>,
+    payload: Option<Vec<u8>>,
+}
+
+impl Materializer {
+    pub fn new(
+        config: StateConfig,
+        metrics: Arc<StateMetrics>,
+        health: Arc<Health>,
+    ) -> Result<Self, StateError> {
+        let consumer: BaseConsumer<StateContext> = client(&config)
+            .set("group.id", &config.group_id)
+            .set("group.instance.id", &config.instance_id)
+            .set("session.timeout.ms", "10000")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("isolation.level", "read_committed")
+            .set("auto.offset.reset", "earliest")
+            .set("partition.assignment.strategy", "range")
+            .create_with_context(StateContext {
+                log: Mutex::new(RebalanceLog::default()),
+            })?;
+        let producer: BaseProducer = client(&config)
+            .set("transactional.id", config.transactional_id())
+            .set(
+                "transaction.timeout.ms",
+                TRANSACTION_TIMEOUT.as_millis().to_string(),
+            )
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("compression.type", "zstd")
+            .create()?;
+        // Fences an earlier run of this instance and aborts the transaction it left open.
+        producer.init_transactions(CALL_TIMEOUT)?;
+        consumer.subscribe(&[&config.topic])?;
+        Ok(Materializer {
+            config,
+            consumer,
+            producer,
+            partitions: HashMap::new(),
+            metrics,
+            health,
+        })
+    }
+
+    pub fn run(mut self, stop: &AtomicBool) -> Result<(), StateError> {
+        let mut batch: Vec<Pending> = Vec::new();
+        let mut batch_started = Instant::now();
+        let mut lag_at = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            self.health.turn();
+            let message = match self.consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => Some(Pending {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                    payload: m.payload().map(<[u8]>::to_vec),
+                }),
+                Some(Err(e)) => {
+                    log::warn!("reading {}: {e}", self.config.topic);
+                    None
+                }
+                None => None,
+            };
+            if self.rebalanced()? {
+                // What was read before the rebalance is read again from the committed offsets
+                // of the new assignment; a message this poll returned came after it.
+                batch.clear();
+            }
+            if let Some(pending) = message {
+                if batch.is_empty() {
+                    batch_started = Instant::now();
+                }
+                batch.push(pending);
+            }
+            let full = batch.len() >= self.config.batch_events;
+            if !batch.is_empty() && (full || batch_started.elapsed() >= self.config.batch_wait) {
+                self.fold_batch(std::mem::take(&mut batch))?;
+            }
+            if lag_at.elapsed() >= LAG_EVERY {
+                self.measure_lag();
+                lag_at = Instant::now();
+            }
+        }
+        if !batch.is_empty() {
+            self.fold_batch(batch)?;
+        }
+        self.health.set_stopping();
+        self.consumer.unsubscribe();
+        Ok(())
+    }
+
+    /// Applies what the consumer's rebalance callbacks recorded: drops revoked partitions and
+    /// rebuilds assigned ones. Whether anything changed.
+    fn rebalanced(&mut self) -> Result<bool, StateError> {
+        let log = std::mem::take(&mut *self.consumer.context().log.lock().expect("rebalance log"));
+        if !log.changed {
+            return Ok(false);
+        }
+        for p in &log.revoked {
+            self.partitions.remove(p);
+        }
+        self.health.set_ready(false);
+        self.metrics.ready.set(0);
+        let assigned: Vec<i32> = log
+            .assigned
+            .into_iter()
+            .filter(|p| !self.partitions.contains_key(p))
+            .collect();
+        if !assigned.is_empty() {
+            self.rebuild(&assigned)?;
+        }
+        let held = self.consumer.assignment()?.count();
+        self.metrics.partitions.set(held as i64);
+        self.update_groups();
+        self.health.set_ready(true);
+        self.metrics.ready.set(1);
+        log::info!(
+            "rebalanced: {held} partitions of {} assigned ({} groups held)",
+            self.config.topic,
+            self.metrics.groups.get()
+        );
+        Ok(true)
+    }
+
+    fn update_groups(&self) {
+        let groups: usize = self.partitions.values().map(HashMap::len).sum();
+        self.metrics.groups.set(groups as i64);
+    }
+
+    /// Reads the state of `partitions` back from the state topic. The committed offsets are
+    /// asked for first: with `read_committed` that waits for any transaction that still holds
+    /// offsets of these partitions, so the state read next matches them.
+    fn rebuild(&mut self, partitions: &[i32]) -> Result<(), StateError> {
+        let started = Instant::now();
+        let mut offsets = TopicPartitionList::new();
+        for p in partitions {
+            offsets.add_partition(&self.config.topic, *p);
+        }
+        self.consumer.committed_offsets(offsets, CALL_TIMEOUT)?;
+        let rebuilt = read_state(&self.config, partitions)?;
+        let count: usize = rebuilt.values().map(HashMap::len).sum();
+        self.partitions.extend(rebuilt);
+        self.metrics.rebuilt_groups.inc_by(count as u64);
+        self.metrics
+            .rebuild_seconds
+            .observe(started.elapsed().as_secs_f64());
+        log::info!(
+            "rebuilt partitions {partitions:?} of {}: {count} groups in {:.3} s",
+            self.config.state_topic,
+            started.elapsed().as_secs_f64()
+        );
+        Ok(())
+    }
+
+    /// Folds one batch and writes its result in one transaction. On a failed transaction the
+    /// batch's changes are dropped and its partitions are read again from where it began.
+    fn fold_batch(&mut self, batch: Vec<Pending>) -> Result<(), StateError> {
+        let started = Instant::now();
+        let mut missing: Vec<i32> = batch.iter().map(|p| p.partition).collect();
+        missing.sort_unstable();
+        missing.dedup();
+        missing.retain(|p| !self.partitions.contains_key(p));
+        if !missing.is_empty() {
+            self.rebuild(&missing)?;
+        }
+        let mut touched: HashMap<(i32, String), Group> = HashMap::new();
+        let mut order: Vec<(i32, String)> = Vec::new();
+        let mut counts: HashMap<&'static str, u64> = HashMap::new();
+        let mut first: HashMap<i32, i64> = HashMap::new();
+        let mut next: HashMap<i32, i64> = HashMap::new();
+        for pending in &batch {
+            first.entry(pending.partition).or_insert(pending.offset);
+            next.insert(pending.partition, pending.offset + 1);
+            let parsed = match pending.payload.as_deref() {
+                Some(payload) => InEvent::parse(payload),
+                None => Err("no value".to_string()),
+            };
+            let event = match parsed {
+                Ok(event) => event,
+                Err(reason) => {
+                    log::warn!(
+                        "skipped the record at {}/{}@{} (key {:?}): {reason}",
+                        self.config.topic,
+                        pending.partition,
+                        pending.offset,
+                        pending.key
+                    );
+                    *counts.entry("invalid").or_default() += 1;
+                    continue;
+                }
+            };
+            let slot = (pending.partition, event.group_id.clone());
+            let group = match touched.get_mut(&slot) {
+                Some(group) => group,
+                None => {
+                    let group = match self
+                        .partitions
+                        .get(&pending.partition)
+                        .and_then(|m| m.get(&event.group_id))
+                    {
+                        Some(stored) => stored
+                            .to_group()
+                            .map_err(|e| StateError::Corrupt(format!("{}: {e}", event.group_id)))?,
+                        None => Group::default(),
+                    };
+                    touched.entry(slot.clone()).or_insert(group)
+                }
+            };
+            let before = group.clone();
+            let outcome = group.apply(&event, self.config.rules);
+            let label = match outcome {
+                Outcome::Applied => "applied",
+                Outcome::Duplicate => "duplicate",
+                Outcome::Stale => "stale",
+                Outcome::NotState => "not_state",
+            };
+            *counts.entry(label).or_default() += 1;
+            if outcome == Outcome::Applied && before != *group && !order.contains(&slot) {
+                order.push(slot);
+            }
+        }
+        let result = self.commit(&touched, &order, &next);
+        match result {
+            Ok(tombstones) => {
+                for ((partition, group_id), group) in touched {
+                    self.partitions
+                        .entry(partition)
+                        .or_default()
+                        .insert(group_id, Stored::from_group(&group));
+                }
+                for (label, n) in counts {
+                    self.metrics.events.with_label_values(&[label]).inc_by(n);
+                }
+                self.metrics.transactions.with_label_values(&["committed"]).inc();
+                self.metrics.state_records.inc_by(order.len() as u64);
+                self.metrics.tombstones.inc_by(tombstones);
+                self.metrics
+                    .transaction_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                self.update_groups();
+                Ok(())
+            }
+            Err(e) => {
+                let fatal = matches!(&e, KafkaError::Transaction(t) if t.is_fatal());
+                if fatal {
+                    return Err(e.into());
+                }
+                log::warn!("a fold transaction failed and is aborted; its events are read again: {e}");
+                self.metrics.transactions.with_label_values(&["aborted"]).inc();
+                if let Err(abort) = self.producer.abort_transaction(CALL_TIMEOUT) {
+                    return Err(abort.into());
+                }
+                for (partition, offset) in first {
+                    if let Err(e) = self.consumer.seek(
+                        &self.config.topic,
+                        partition,
+                        Offset::Offset(offset),
+                        CALL_TIMEOUT,
+                    ) {
+                        log::warn!("cannot rewind partition {partition}: {e}; it is rebuilt");
+                        self.partitions.remove(&partition);
+                        self.rebuild(&[partition])?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// One transaction: the changed documents, then the offsets after the batch. Returns the
+    /// number of tombstones written.
+    fn commit(
+        &self,
+        touched: &HashMap<(i32, String), Group>,
+        order: &[(i32, String)],
+        next: &HashMap<i32, i64>,
+    ) -> Result<u64, KafkaError> {
+        self.producer.begin_transaction()?;
+        let mut tombstones = 0;
+        for slot in order {
+            let group = &touched[slot];
+            let (partition, group_id) = slot;
+            let payload = group
+                .doc
+                .as_ref()
+                .map(|d| serde_json::to_vec(d).expect("serializes"));
+            let mut headers = OwnedHeaders::new().insert(Header {
+                key: RECENT_HEADER,
+                value: Some(&group.recent.to_header()),
+            });
+            if payload.is_none() {
+                tombstones += 1;
+                if let Some(at) = group.destroyed_at {
+                    headers = headers.insert(Header {
+                        key: DESTROYED_HEADER,
+                        value: Some(&at.to_string()),
+                    });
+                }
+            }
+            let mut record = BaseRecord::<str, [u8]>::to(&self.config.state_topic)
+                .key(group_id.as_str())
+                .partition(*partition)
+                .headers(headers);
+            if let Some(payload) = payload.as_deref() {
+                record = record.payload(payload);
+            }
+            let mut record = record;
+            loop {
+                match self.producer.send(record) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
+                        self.producer.poll(Duration::from_millis(10));
+                        record = r;
+                    }
+                    Err((e, _)) => return Err(e),
+                }
+            }
+        }
+        let mut offsets = TopicPartitionList::new();
+        for (partition, offset) in next {
+            offsets.add_partition_offset(&self.config.topic, *partition, Offset::Offset(*offset))?;
+        }
+        let metadata = self
+            .consumer
+            .group_metadata()
+            .ok_or(KafkaError::Global(rdkafka::types::RDKafkaErrorCode::State))?;
+        self.producer
+            .send_offsets_to_transaction(&offsets, &metadata, CALL_TIMEOUT)?;
+        self.producer.commit_transaction(CALL_TIMEOUT)?;
+        Ok(tombstones)
+    }
+
+    /// Events not folded yet in the assigned partitions.
+    fn measure_lag(&self) {
+        let Ok(position) = self.consumer.position() else {
+            return;
+        };
+        let mut lag = 0i64;
+        for element in position.elements() {
+            let Ok((_, high)) = self.consumer.fetch_watermarks(
+                &self.config.topic,
+                element.partition(),
+                Duration::from_secs(1),
+            ) else {
+                continue;
+            };
+            let at = match element.offset() {
+                Offset::Offset(o) => o,
+                _ => continue,
+            };
+            lag += (high - at).max(0);
+        }
+        self.metrics.lag.set(lag);
+    }
+}
+
+/// Reads the state topic's `partitions` from the beginning to the end of what is committed.
+fn read_state(config: &StateConfig, partitions: &[i32]) -> Result<Partitions, StateError> {
+    let mut out: Partitions = partitions.iter().map(|p| (*p, HashMap::new())).collect();
+    let reader: BaseConsumer<Reader> = client(config)
+        .set("group.id", format!("{}-rebuild", config.group_id))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .create_with_context(Reader)?;
+    let mut list = TopicPartitionList::new();
+    for p in partitions {
+        list.add_partition_offset(&config.state_topic, *p, Offset::Beginning)?;
+    }
+    reader.assign(&list)?;
+    let mut open: Vec<i32> = partitions.to_vec();
+    while !open.is_empty() {
+        match reader.poll(Duration::from_secs(1)) {
+            None => continue,
+            Some(Err(KafkaError::PartitionEOF(p))) => open.retain(|q| *q != p),
+            Some(Err(e)) => return Err(e.into()),
+            Some(Ok(m)) => {
+                let Some(key) = m.key().map(|k| String::from_utf8_lossy(k).into_owned()) else {
+                    continue;
+                };
+                let mut recent = Recent::default();
+                let mut destroyed_at = None;
+                if let Some(headers) = m.headers() {
+                    for h in headers.iter() {
+                        let value = h.value.map(String::from_utf8_lossy).unwrap_or_default();
+                        match h.key {
+                            RECENT_HEADER => recent = Recent::from_header(&value),
+                            DESTROYED_HEADER => destroyed_at = value.parse().ok(),
+                            _ => {}
+                        }
+                    }
+                }
+                let doc = m.payload().map(|p| -> Result<Box<[u8]>, StateError> {
+                    serde_json::from_slice::<GroupState>(p)
+                        .map_err(|e| StateError::Corrupt(format!("{key}: {e}")))?;
+                    Ok(p.into())
+                });
+                let stored = Stored {
+                    doc: doc.transpose()?,
+                    destroyed_at,
+                    recent: recent.0.into(),
+                };
+                out.entry(m.partition()).or_default().insert(key, stored);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Runs the materializer until SIGTERM or SIGINT: admin listener, topic check, fold loop.
+pub fn run(config: StateConfig) -> Result<(), StateError> {
+    let metrics = Arc::new(StateMetrics::new());
+    let health = Health::new();
+    ensure_state_topic(&config)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let system = actix_web::rt::System::new();
+    let server = system
+        .block_on(async { admin::serve(config.admin_listen, health.clone(), metrics.clone()) })
+        .map_err(|e| StateError::Setup(format!("RELAY_ADMIN_LISTEN {}: {e}", config.admin_listen)))?;
+    let materializer = Materializer::new(config, metrics, health)?;
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let loop_stop = stop.clone();
+    let worker = std::thread::Builder::new()
+        .name("fold".into())
+        .spawn(move || {
+            let result = materializer.run(&loop_stop);
+            let _ = done_tx.send(());
+            result
+        })
+        .map_err(|e| StateError::Setup(e.to_string()))?;
+    let signal_stop = stop.clone();
+    system.block_on(async move {
+        actix_web::rt::spawn(server);
+        tokio::select! {
+            signal = crate::http::stop_signal() => {
+                log::info!("{signal}: stopping after the current transaction");
+                signal_stop.store(true, Ordering::Relaxed);
+            }
+            _ = done_rx => {}
+        }
+    });
+    worker
+        .join()
+        .map_err(|_| StateError::Setup("the fold loop panicked".into()))?
+}

@@ -1,0 +1,272 @@
+//! The materializer's metrics and its admin listener: `/healthz`, `/readyz`, `/metrics`.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix_web::{web, App, HttpResponse, HttpServer};
+use prometheus::core::Collector;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+use crate::state::Outcome;
+
+/// How long the fold loop may go without a turn before `/healthz` fails.
+const STALL: Duration = Duration::from_secs(60);
+
+pub struct StateMetrics {
+    registry: Registry,
+    /// Events read, by what the fold did with them.
+    pub events: IntCounterVec,
+    pub transactions: IntCounterVec,
+    pub transaction_seconds: Histogram,
+    pub state_records: IntCounter,
+    pub tombstones: IntCounter,
+    /// Events in the assigned partitions not folded yet.
+    pub lag: IntGauge,
+    pub groups: IntGauge,
+    pub partitions: IntGauge,
+    pub rebuild_seconds: Histogram,
+    pub rebuilt_groups: IntCounter,
+    pub ready: IntGauge,
+}
+
+impl StateMetrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let events = IntCounterVec::new(
+            Opts::new(
+                "tim_relay_state_events_total",
+                "Group state events read, by outcome: applied, duplicate, stale, not_state, invalid",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let transactions = IntCounterVec::new(
+            Opts::new(
+                "tim_relay_state_transactions_total",
+                "Fold transactions, by outcome: committed or aborted",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let transaction_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "tim_relay_state_transaction_duration_seconds",
+                "One fold transaction, from begin to commit",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+        )
+        .expect("valid metric");
+        let rebuild_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "tim_relay_state_rebuild_duration_seconds",
+                "Rebuilding the state of newly assigned partitions from the state topic",
+            )
+            .buckets(vec![
+                0.01, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+            ]),
+        )
+        .expect("valid metric");
+        let counter = |name: &str, help: &str| IntCounter::new(name, help).expect("valid metric");
+        let gauge = |name: &str, help: &str| IntGauge::new(name, help).expect("valid metric");
+        let m = StateMetrics {
+            events,
+            transactions,
+            transaction_seconds,
+            state_records: counter(
+                "tim_relay_state_records_total",
+                "Group documents written to the state topic (tombstones included)",
+            ),
+            tombstones: counter(
+                "tim_relay_state_tombstones_total",
+                "Tombstones written for destroyed groups",
+            ),
+            lag: gauge(
+                "tim_relay_state_lag_events",
+                "Events in this instance's partitions of the event topic not folded yet",
+            ),
+            groups: gauge(
+                "tim_relay_state_groups",
+                "Groups this instance holds, destroyed ones included",
+            ),
+            partitions: gauge(
+                "tim_relay_state_partitions",
+                "Partitions of the event topic assigned to this instance",
+            ),
+            rebuild_seconds,
+            rebuilt_groups: counter(
+                "tim_relay_state_rebuilt_groups_total",
+                "Groups read back from the state topic when partitions were assigned",
+            ),
+            ready: gauge("tim_relay_state_ready", "1 while /readyz answers 200"),
+            registry,
+        };
+        let collectors: Vec<Box<dyn Collector>> = vec![
+            Box::new(m.events.clone()),
+            Box::new(m.transactions.clone()),
+            Box::new(m.transaction_seconds.clone()),
+            Box::new(m.state_records.clone()),
+            Box::new(m.tombstones.clone()),
+            Box::new(m.lag.clone()),
+            Box::new(m.groups.clone()),
+            Box::new(m.partitions.clone()),
+            Box::new(m.rebuild_seconds.clone()),
+            Box::new(m.rebuilt_groups.clone()),
+            Box::new(m.ready.clone()),
+            Box::new(prometheus::process_collector::ProcessCollector::for_self()),
+        ];
+        for c in collectors {
+            m.registry.register(c).expect("unique metric");
+        }
+        for outcome in ["applied", "duplicate", "stale", "not_state", "invalid"] {
+            m.events.with_label_values(&[outcome]);
+        }
+        for outcome in ["committed", "aborted"] {
+            m.transactions.with_label_values(&[outcome]);
+        }
+        m
+    }
+
+    pub fn count(&self, outcome: Outcome, n: u64) {
+        let label = match outcome {
+            Outcome::Applied => "applied",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Stale => "stale",
+            Outcome::NotState => "not_state",
+        };
+        self.events.with_label_values(&[label]).inc_by(n);
+    }
+
+    fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding");
+        String::from_utf8(out).expect("metrics are UTF-8")
+    }
+}
+
+impl Default for StateMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What the fold loop tells the admin listener.
+pub struct Health {
+    /// Milliseconds since 1970 of the loop's last turn.
+    last_turn_ms: AtomicU64,
+    /// The loop has joined the group, and every assigned partition is rebuilt.
+    caught_up: AtomicBool,
+    stopping: AtomicBool,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Health {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Health {
+            last_turn_ms: AtomicU64::new(now_ms()),
+            caught_up: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+        })
+    }
+
+    pub fn turn(&self) {
+        self.last_turn_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.caught_up.store(ready, Ordering::Relaxed);
+    }
+
+    pub fn set_stopping(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+    }
+
+    fn stalled_for(&self) -> Duration {
+        Duration::from_millis(now_ms().saturating_sub(self.last_turn_ms.load(Ordering::Relaxed)))
+    }
+
+    fn live(&self) -> (bool, String) {
+        let stalled = self.stalled_for();
+        if stalled > STALL {
+            (
+                false,
+                format!(
+                    "unhealthy: the fold loop has not turned for {} s\n",
+                    stalled.as_secs()
+                ),
+            )
+        } else {
+            (true, "ok\n".into())
+        }
+    }
+
+    fn ready(&self) -> (bool, String) {
+        if self.stopping.load(Ordering::Relaxed) {
+            return (false, "not ready: shutting down\n".into());
+        }
+        if !self.caught_up.load(Ordering::Relaxed) {
+            return (
+                false,
+                "not ready: joining the consumer group or rebuilding assigned partitions\n".into(),
+            );
+        }
+        self.live()
+    }
+}
+
+/// Serves the admin endpoints until the process ends.
+pub fn serve(
+    listen: std::net::SocketAddr,
+    health: Arc<Health>,
+    metrics: Arc<StateMetrics>,
+) -> std::io::Result<actix_web::dev::Server> {
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(web::Data::from(health.clone()))
+            .app_data(web::Data::from(metrics.clone()))
+            .route("/healthz", web::get().to(healthz))
+            .route("/readyz", web::get().to(readyz))
+            .route("/metrics", web::get().to(render_metrics))
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(listen)?
+    .run();
+    Ok(server)
+}
+
+fn answer((ok, text): (bool, String)) -> HttpResponse {
+    let mut response = if ok {
+        HttpResponse::Ok()
+    } else {
+        HttpResponse::ServiceUnavailable()
+    };
+    response.content_type("text/plain; charset=utf-8").body(text)
+}
+
+async fn healthz(health: web::Data<Health>) -> HttpResponse {
+    answer(health.live())
+}
+
+async fn readyz(health: web::Data<Health>, metrics: web::Data<StateMetrics>) -> HttpResponse {
+    let verdict = health.ready();
+    metrics.ready.set(i64::from(verdict.0));
+    answer(verdict)
+}
+
+async fn render_metrics(metrics: web::Data<StateMetrics>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(metrics.render())
+}
