@@ -119,7 +119,7 @@ pub(crate) struct Reader;
 
 impl ClientContext for Reader {
     fn error(&self, error: KafkaError, reason: &str) {
-        if !matches!(error, KafkaError::PartitionEOF(_)) {
+        if error.rdkafka_error_code() != Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF) {
             log::error!("librdkafka: {error}: {reason}");
         }
     }
@@ -136,6 +136,8 @@ pub enum StateError {
     Kafka(#[from] KafkaError),
     #[error("a document in the state topic is not one the materializer wrote: {0}")]
     Corrupt(String),
+    #[error("stopped")]
+    Stopped,
 }
 
 pub(crate) fn client(config: &StateConfig) -> ClientConfig {
@@ -231,6 +233,7 @@ pub struct Materializer {
     partitions: Partitions,
     metrics: Arc<StateMetrics>,
     health: Arc<Health>,
+    stop: Arc<AtomicBool>,
 }
 
 /// One event read, not folded yet.
@@ -246,6 +249,7 @@ impl Materializer {
         config: StateConfig,
         metrics: Arc<StateMetrics>,
         health: Arc<Health>,
+        stop: Arc<AtomicBool>,
     ) -> Result<Self, StateError> {
         let consumer: BaseConsumer<StateContext> = client(&config)
             .set("group.id", &config.group_id)
@@ -280,10 +284,12 @@ impl Materializer {
             partitions: HashMap::new(),
             metrics,
             health,
+            stop,
         })
     }
 
-    pub fn run(mut self, stop: &AtomicBool) -> Result<(), StateError> {
+    pub fn run(mut self) -> Result<(), StateError> {
+        let stop = self.stop.clone();
         let mut batch: Vec<Pending> = Vec::new();
         let mut batch_started = Instant::now();
         let mut lag_at = Instant::now();
@@ -373,12 +379,17 @@ impl Materializer {
     /// offsets of these partitions, so the state read next matches them.
     fn rebuild(&mut self, partitions: &[i32]) -> Result<(), StateError> {
         let started = Instant::now();
-        let mut offsets = TopicPartitionList::new();
-        for p in partitions {
-            offsets.add_partition(&self.config.topic, *p);
-        }
-        self.consumer.committed_offsets(offsets, CALL_TIMEOUT)?;
-        let rebuilt = read_state(&self.config, partitions)?;
+        let rebuilt = loop {
+            match self.try_rebuild(partitions) {
+                Ok(rebuilt) => break rebuilt,
+                Err(StateError::Kafka(e)) if !self.stop.load(Ordering::Relaxed) => {
+                    log::warn!("rebuilding partitions {partitions:?} failed, retrying in 1 s: {e}");
+                    self.health.turn();
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                Err(e) => return Err(e),
+            }
+        };
         let count: usize = rebuilt.values().map(HashMap::len).sum();
         self.partitions.extend(rebuilt);
         self.metrics.rebuilt_groups.inc_by(count as u64);
@@ -391,6 +402,15 @@ impl Materializer {
             started.elapsed().as_secs_f64()
         );
         Ok(())
+    }
+
+    fn try_rebuild(&self, partitions: &[i32]) -> Result<Partitions, StateError> {
+        let mut offsets = TopicPartitionList::new();
+        for p in partitions {
+            offsets.add_partition(&self.config.topic, *p);
+        }
+        self.consumer.committed_offsets(offsets, CALL_TIMEOUT)?;
+        read_state(&self.config, partitions, &self.stop)
     }
 
     /// Folds one batch and writes its result in one transaction. On a failed transaction the
@@ -488,8 +508,16 @@ impl Materializer {
                 }
                 log::warn!("a fold transaction failed and is aborted; its events are read again: {e}");
                 self.metrics.transactions.with_label_values(&["aborted"]).inc();
-                if let Err(abort) = self.producer.abort_transaction(CALL_TIMEOUT) {
-                    return Err(abort.into());
+                let mut tries = 0;
+                while let Err(abort) = self.producer.abort_transaction(CALL_TIMEOUT) {
+                    tries += 1;
+                    let fatal = matches!(&abort, KafkaError::Transaction(t) if t.is_fatal());
+                    if fatal || tries == 5 {
+                        // A restart fences this producer and the broker aborts the transaction.
+                        return Err(abort.into());
+                    }
+                    log::warn!("aborting the fold transaction failed, retrying: {abort}");
+                    std::thread::sleep(Duration::from_secs(1));
                 }
                 for (partition, offset) in first {
                     if let Err(e) = self.consumer.seek(
@@ -596,7 +624,8 @@ impl Materializer {
 }
 
 /// Reads the state topic's `partitions` from the beginning to the end of what is committed.
-fn read_state(config: &StateConfig, partitions: &[i32]) -> Result<Partitions, StateError> {
+/// Gives up (with an error) once `stop` is set.
+fn read_state(config: &StateConfig, partitions: &[i32], stop: &AtomicBool) -> Result<Partitions, StateError> {
     let mut out: Partitions = partitions.iter().map(|p| (*p, HashMap::new())).collect();
     let reader: BaseConsumer<Reader> = client(config)
         .set("group.id", format!("{}-rebuild", config.group_id))
@@ -611,6 +640,9 @@ fn read_state(config: &StateConfig, partitions: &[i32]) -> Result<Partitions, St
     reader.assign(&list)?;
     let mut open: Vec<i32> = partitions.to_vec();
     while !open.is_empty() {
+        if stop.load(Ordering::Relaxed) {
+            return Err(StateError::Stopped);
+        }
         match reader.poll(Duration::from_secs(1)) {
             None => continue,
             Some(Err(KafkaError::PartitionEOF(p))) => open.retain(|q| *q != p),
@@ -658,13 +690,12 @@ pub fn run(config: StateConfig) -> Result<(), StateError> {
     let server = system
         .block_on(async { admin::serve(config.admin_listen, health.clone(), metrics.clone()) })
         .map_err(|e| StateError::Setup(format!("RELAY_ADMIN_LISTEN {}: {e}", config.admin_listen)))?;
-    let materializer = Materializer::new(config, metrics, health)?;
+    let materializer = Materializer::new(config, metrics, health, stop.clone())?;
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-    let loop_stop = stop.clone();
     let worker = std::thread::Builder::new()
         .name("fold".into())
         .spawn(move || {
-            let result = materializer.run(&loop_stop);
+            let result = materializer.run();
             let _ = done_tx.send(());
             result
         })
@@ -680,7 +711,9 @@ pub fn run(config: StateConfig) -> Result<(), StateError> {
             _ = done_rx => {}
         }
     });
-    worker
-        .join()
-        .map_err(|_| StateError::Setup("the fold loop panicked".into()))?
+    match worker.join() {
+        Ok(Err(StateError::Stopped)) => Ok(()),
+        Ok(result) => result,
+        Err(_) => Err(StateError::Setup("the fold loop panicked".into())),
+    }
 }

@@ -1,0 +1,668 @@
+//! `tim-relay materialize` against the real broker: random group histories, delivered out of
+//! order and with duplicates, must fold to the state a simple simulation of the same histories
+//! ends in, through kill -9 and through rebalances between two instances.
+//!
+//! The seed of each run is printed; `STATE_TEST_SEED=<n>` replays one.
+
+use std::collections::{BTreeMap, HashMap};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use serde_json::{json, Value};
+
+const PARTITIONS: i32 = 6;
+
+fn bootstrap() -> String {
+    std::env::var("KAFKA_BOOTSTRAP_SERVERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+fn require_broker() {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .expect("client");
+    if let Err(e) = consumer.fetch_metadata(None, Duration::from_secs(10)) {
+        panic!(
+            "no Kafka broker answers at {} ({e}). Start one with `bash scripts/kafka.sh start`, \
+             or run the whole suite with `bash scripts/test.sh`.",
+            bootstrap()
+        );
+    }
+}
+
+fn create_topic(name: &str) -> String {
+    require_broker();
+    let topic = format!("__tim_state_{name}_{}", uuid::Uuid::new_v4().simple());
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .expect("admin client");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let results = runtime
+        .block_on(admin.create_topics(
+            &[NewTopic::new(&topic, PARTITIONS, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        ))
+        .expect("create topic request");
+    for r in results {
+        r.expect("topic created");
+    }
+    topic
+}
+
+/// xorshift64*: small, seeded, reproducible.
+struct Rng(u64);
+
+impl Rng {
+    fn seeded() -> Self {
+        let seed = std::env::var("STATE_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+                    | 1
+            });
+        eprintln!("STATE_TEST_SEED={seed}");
+        Rng(seed)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+/// What the group really is, as far as its events tell: the expected fold.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Truth {
+    complete: bool,
+    name: Option<String>,
+    introduction: Option<String>,
+    owner: Option<String>,
+    custom: BTreeMap<String, String>,
+    attrs: BTreeMap<String, String>,
+    members: BTreeMap<String, (Option<String>, Option<String>)>,
+    member_count: i64,
+    tracked: bool,
+}
+
+impl Truth {
+    /// The same projection of a state document.
+    fn of(doc: &Value) -> Truth {
+        let text = |f: &str| doc[f].as_str().map(str::to_string);
+        let map = |f: &str| -> BTreeMap<String, String> {
+            doc[f]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+                .collect()
+        };
+        Truth {
+            complete: doc["complete"].as_bool().unwrap(),
+            name: text("name"),
+            introduction: text("introduction"),
+            owner: text("owner"),
+            custom: map("custom"),
+            attrs: map("attrs"),
+            members: doc["members"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, m)| {
+                    let f = |f: &str| m[f].as_str().map(str::to_string);
+                    (k.clone(), (f("role"), f("name_card")))
+                })
+                .collect(),
+            member_count: doc["member_count"].as_i64().unwrap(),
+            tracked: doc["members_tracked"].as_bool().unwrap(),
+        }
+    }
+}
+
+/// Random group histories, the events the relay would have written for them, and the truth
+/// at the end.
+struct Histories {
+    /// Per group, its events in the order they happened.
+    events: Vec<(String, Vec<Value>)>,
+    truth: HashMap<String, Option<Truth>>,
+}
+
+fn histories(rng: &mut Rng, groups: usize, prefix: &str) -> Histories {
+    let mut out = Histories {
+        events: Vec::new(),
+        truth: HashMap::new(),
+    };
+    for g in 0..groups {
+        let group_id = format!("@TGS#{prefix}{g}");
+        let av = rng.chance(10);
+        let group_type = if av { "AVChatRoom" } else { "Public" };
+        let mut t: u64 = 1_700_000_000_000 + rng.below(1_000_000);
+        let mut events = Vec::new();
+        let mut next_member = 0;
+        let event = |kind: &str, t: u64, data: Value| {
+            let mut e = json!({"id": uuid::Uuid::new_v4().to_string(), "type": format!("tim.group.{kind}"),
+                "schema_version": 1, "sdk_app_id": "1400000000", "group_id": group_id,
+                "group_type": group_type, "operator": "admin", "event_time_ms": t,
+                "received_at": "2026-11-26T00:00:00.000Z"});
+            for (k, v) in data.as_object().unwrap() {
+                e[k] = v.clone();
+            }
+            e
+        };
+        let mut truth: Option<Truth> = None;
+        let mut alive = true;
+        let create = |rng: &mut Rng, t: u64, next_member: &mut usize, truth: &mut Option<Truth>| {
+            let n = rng.below(4) as usize;
+            let members: Vec<String> = (0..n)
+                .map(|_| {
+                    *next_member += 1;
+                    format!("u{next_member}")
+                })
+                .collect();
+            let name = format!("name-{t}");
+            let mut s = Truth {
+                complete: true,
+                name: Some(name.clone()),
+                owner: Some("owner0".into()),
+                custom: BTreeMap::from([("level".to_string(), "1".to_string())]),
+                tracked: !av,
+                member_count: n as i64,
+                ..Truth::default()
+            };
+            if !av {
+                s.members = members.iter().map(|m| (m.clone(), (None, None))).collect();
+            }
+            *truth = Some(s);
+            json!({"owner": "owner0", "name": name, "members": members, "custom": {"level": "1"}})
+        };
+        if av || rng.chance(70) {
+            let data = create(rng, t, &mut next_member, &mut truth);
+            events.push(event("created", t, data));
+        }
+        let ops = 2 + rng.below(10);
+        for _ in 0..ops {
+            t += 1 + rng.below(1000);
+            if !alive {
+                if av || !rng.chance(50) {
+                    break;
+                }
+                alive = true;
+                let data = create(rng, t, &mut next_member, &mut truth);
+                events.push(event("created", t, data));
+                continue;
+            }
+            let s = truth.get_or_insert_with(|| Truth {
+                tracked: !av,
+                ..Truth::default()
+            });
+            let present: Vec<String> = s.members.keys().cloned().collect();
+            match rng.below(100) {
+                0..=19 => {
+                    let mut changes = json!({});
+                    if rng.chance(60) {
+                        let name = format!("name-{t}");
+                        changes["name"] = json!(name);
+                        s.name = Some(name);
+                    }
+                    if rng.chance(40) {
+                        let intro = format!("intro-{t}");
+                        changes["introduction"] = json!(intro);
+                        s.introduction = Some(intro);
+                    }
+                    if rng.chance(40) {
+                        let key = format!("k{}", rng.below(3));
+                        changes["custom"] = json!({key.clone(): t.to_string()});
+                        s.custom.insert(key, t.to_string());
+                    }
+                    events.push(event("info_changed", t, json!({"changes": changes})));
+                }
+                20..=39 => {
+                    let n = 1 + rng.below(3) as usize;
+                    let joined: Vec<String> = (0..n)
+                        .map(|_| {
+                            next_member += 1;
+                            format!("u{next_member}")
+                        })
+                        .collect();
+                    s.member_count += n as i64;
+                    if s.tracked {
+                        for m in &joined {
+                            s.members.insert(m.clone(), (None, None));
+                        }
+                    }
+                    events.push(event(
+                        "member_joined",
+                        t,
+                        json!({"join_type": "Apply", "members": joined}),
+                    ));
+                }
+                40..=54 if s.tracked && !present.is_empty() => {
+                    let m = present[rng.below(present.len() as u64) as usize].clone();
+                    s.members.remove(&m);
+                    s.member_count -= 1;
+                    events.push(event(
+                        "member_exited",
+                        t,
+                        json!({"exit_type": "Quit", "members": [m]}),
+                    ));
+                }
+                55..=64 if s.tracked && !present.is_empty() => {
+                    let m = present[rng.below(present.len() as u64) as usize].clone();
+                    let role = if rng.chance(50) { "Admin" } else { "Member" };
+                    let card = format!("card-{t}");
+                    s.members
+                        .insert(m.clone(), (Some(role.into()), Some(card.clone())));
+                    events.push(event(
+                        "member_changed",
+                        t,
+                        json!({"member": m, "role": role, "name_card": card}),
+                    ));
+                }
+                65..=72 => {
+                    let owner = format!("owner{t}");
+                    let old = s.owner.clone();
+                    s.owner = Some(owner.clone());
+                    events.push(event(
+                        "owner_changed",
+                        t,
+                        json!({"old_owner": old, "new_owner": owner}),
+                    ));
+                }
+                73..=86 => {
+                    let key = format!("a{}", rng.below(3));
+                    let (option, attrs) = match rng.below(4) {
+                        0 => {
+                            s.attrs = BTreeMap::from([(key.clone(), t.to_string())]);
+                            ("set", json!({key: t.to_string()}))
+                        }
+                        1 => {
+                            s.attrs.insert(key.clone(), t.to_string());
+                            ("modify", json!({key: t.to_string()}))
+                        }
+                        2 => {
+                            s.attrs.remove(&key);
+                            ("delete", json!({key: null}))
+                        }
+                        _ => {
+                            s.attrs.clear();
+                            ("clear", json!({}))
+                        }
+                    };
+                    events.push(event(
+                        "attr_changed",
+                        t,
+                        json!({"option_type": option, "attrs": attrs}),
+                    ));
+                }
+                87..=92 => events.push(event("full", t, json!({}))),
+                93..=96 => {
+                    truth = None;
+                    alive = false;
+                    events.push(event("destroyed", t, json!({"owner": "owner0"})));
+                }
+                _ => events.push(event("member_state_changed", t, json!({"members": ["x"]}))),
+            }
+        }
+        let only_not_state = events.iter().all(|e| {
+            matches!(
+                e["type"].as_str(),
+                Some("tim.group.full" | "tim.group.member_state_changed")
+            )
+        });
+        if only_not_state {
+            truth = None;
+        }
+        out.truth.insert(group_id.clone(), truth);
+        out.events.push((group_id, events));
+    }
+    out
+}
+
+/// The delivery: each group's events reordered (some moved up to three places later) and
+/// some repeated a few places later, then all groups interleaved. Returns the records and
+/// the number of repeats.
+fn delivery(rng: &mut Rng, histories: &Histories) -> (Vec<(String, Vec<u8>)>, usize) {
+    let mut repeats = 0;
+    let mut streams: Vec<(String, Vec<Value>)> = Vec::new();
+    for (group_id, events) in &histories.events {
+        let mut stream = events.clone();
+        for i in 0..stream.len() {
+            if rng.chance(30) {
+                let to = (i + 1 + rng.below(3) as usize).min(stream.len() - 1);
+                let e = stream.remove(i);
+                stream.insert(to, e);
+            }
+        }
+        let mut i = 0;
+        while i < stream.len() {
+            if rng.chance(15) {
+                let to = (i + 1 + rng.below(5) as usize).min(stream.len());
+                let copy = stream[i].clone();
+                let state = !matches!(
+                    copy["type"].as_str(),
+                    Some("tim.group.full" | "tim.group.member_state_changed")
+                );
+                stream.insert(to, copy);
+                // Repeats of events the state does not follow are counted as not_state.
+                repeats += usize::from(state);
+            }
+            i += 1;
+        }
+        streams.push((group_id.clone(), stream));
+    }
+    let mut out = Vec::new();
+    let mut cursors = vec![0usize; streams.len()];
+    let mut open: Vec<usize> = (0..streams.len()).collect();
+    while !open.is_empty() {
+        let pick = rng.below(open.len() as u64) as usize;
+        let s = open[pick];
+        let (group_id, stream) = &streams[s];
+        out.push((group_id.clone(), serde_json::to_vec(&stream[cursors[s]]).unwrap()));
+        cursors[s] += 1;
+        if cursors[s] == stream.len() {
+            open.swap_remove(pick);
+        }
+    }
+    (out, repeats)
+}
+
+fn produce(topic: &str, records: &[(String, Vec<u8>)]) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    for (key, payload) in records {
+        let mut record = BaseRecord::to(topic)
+            .key(key.as_str())
+            .payload(payload.as_slice());
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    producer.poll(Duration::from_millis(5));
+                    record = r;
+                }
+            }
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(30)).expect("events produced");
+}
+
+struct Instance {
+    child: Child,
+    admin: String,
+}
+
+impl Instance {
+    fn start(topic: &str, instance: &str) -> Instance {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(env!("CARGO_BIN_EXE_tim-relay"))
+            .arg("materialize")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap())
+            .env("KAFKA_TOPIC", topic)
+            .env("KAFKA_STATE_TOPIC", format!("{topic}.state"))
+            .env("RELAY_STATE_GROUP_ID", format!("{topic}.group"))
+            .env("RELAY_STATE_INSTANCE_ID", instance)
+            .env("RELAY_STATE_BATCH_EVENTS", "500")
+            .env("RELAY_ADMIN_LISTEN", format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", "warn,tim_relay=info")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("tim-relay materialize starts");
+        Instance {
+            child,
+            admin: format!("127.0.0.1:{port}"),
+        }
+    }
+
+    fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    fn stop(&mut self) {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "materialize exits cleanly on SIGTERM: {status}");
+    }
+
+    fn metric(&self, line_start: &str) -> Option<u64> {
+        let text = http_get(&self.admin, "/metrics")?;
+        text.lines()
+            .find(|l| l.starts_with(line_start))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn http_get(address: &str, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    Some(text)
+}
+
+/// Waits until the consumer group's committed offsets reach the end of every partition.
+fn wait_caught_up(topic: &str, within: Duration) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", format!("{topic}.group"))
+        .set("isolation.level", "read_committed")
+        .create()
+        .unwrap();
+    let deadline = Instant::now() + within;
+    loop {
+        let mut list = TopicPartitionList::new();
+        let mut ends = Vec::new();
+        for p in 0..PARTITIONS {
+            list.add_partition(topic, p);
+            ends.push(
+                consumer
+                    .fetch_watermarks(topic, p, Duration::from_secs(5))
+                    .unwrap()
+                    .1,
+            );
+        }
+        let committed = consumer.committed_offsets(list, Duration::from_secs(10));
+        let behind: i64 = match &committed {
+            Ok(c) => c
+                .elements()
+                .iter()
+                .map(|e| match e.offset() {
+                    Offset::Offset(o) => ends[e.partition() as usize] - o,
+                    _ => ends[e.partition() as usize],
+                })
+                .sum(),
+            Err(_) => i64::MAX,
+        };
+        if behind == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the materializer did not fold every event within {within:?}: {behind} behind"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// The compacted view of the state topic: each key's last value (None: tombstone).
+fn read_state(topic: &str) -> HashMap<String, Option<Value>> {
+    let state = format!("{topic}.state");
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", format!("{topic}.reader"))
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    let mut list = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        list.add_partition_offset(&state, p, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&list).unwrap();
+    let mut open = PARTITIONS;
+    let mut out = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while open > 0 {
+        assert!(Instant::now() < deadline, "reading {state} took over a minute");
+        match consumer.poll(Duration::from_secs(1)) {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(_))) => open -= 1,
+            Some(Err(e)) => panic!("reading {state}: {e}"),
+            Some(Ok(m)) => {
+                let key = String::from_utf8(m.key().unwrap().to_vec()).unwrap();
+                out.insert(key, m.payload().map(|p| serde_json::from_slice(p).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+fn assert_state_is_the_truth(topic: &str, histories: &Histories) {
+    let state = read_state(topic);
+    let mut wrong = Vec::new();
+    for (group_id, truth) in &histories.truth {
+        let folded = state.get(group_id).cloned().flatten().map(|d| Truth::of(&d));
+        if &folded != truth {
+            wrong.push(format!("{group_id}:\n  folded {folded:?}\n  truth  {truth:?}"));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {} groups differ from the truth; first ones:\n{}",
+        wrong.len(),
+        histories.truth.len(),
+        wrong.iter().take(3).cloned().collect::<Vec<_>>().join("\n")
+    );
+}
+
+#[test]
+fn reordered_and_repeated_events_fold_to_the_truth() {
+    let mut rng = Rng::seeded();
+    let topic = create_topic("fold");
+    let h = histories(&mut rng, 3000, "f");
+    let (records, repeats) = delivery(&mut rng, &h);
+    produce(&topic, &records);
+    let instance = Instance::start(&topic, "a");
+    wait_caught_up(&topic, Duration::from_secs(120));
+    let metric = |outcome: &str| {
+        instance
+            .metric(&format!("tim_relay_state_events_total{{outcome=\"{outcome}\"}}"))
+            .unwrap()
+    };
+    assert_eq!(metric("duplicate"), repeats as u64, "every repeat is recognized");
+    assert!(metric("stale") > 0, "the delivery reordered some events");
+    assert_eq!(metric("invalid"), 0);
+    assert_eq!(
+        metric("applied") + metric("duplicate") + metric("stale") + metric("not_state"),
+        records.len() as u64
+    );
+    assert_state_is_the_truth(&topic, &h);
+    let tombstones = h.truth.values().filter(|t| t.is_none()).count();
+    assert!(tombstones > 0, "some groups were destroyed");
+}
+
+#[test]
+fn kill_9_under_load_neither_skips_nor_repeats_an_event() {
+    let mut rng = Rng::seeded();
+    let topic = create_topic("kill");
+    let h = histories(&mut rng, 3000, "k");
+    let (records, _) = delivery(&mut rng, &h);
+    let producer_topic = topic.clone();
+    let chunks: Vec<Vec<(String, Vec<u8>)>> = records
+        .chunks(records.len() / 16 + 1)
+        .map(<[_]>::to_vec)
+        .collect();
+    let load = std::thread::spawn(move || {
+        for chunk in chunks {
+            produce(&producer_topic, &chunk);
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    });
+    let mut instance = Instance::start(&topic, "a");
+    for _ in 0..4 {
+        std::thread::sleep(Duration::from_secs(2));
+        instance.kill9();
+        instance = Instance::start(&topic, "a");
+    }
+    load.join().unwrap();
+    wait_caught_up(&topic, Duration::from_secs(120));
+    instance.stop();
+    assert_state_is_the_truth(&topic, &h);
+}
+
+#[test]
+fn two_instances_share_the_groups_through_rebalances() {
+    let mut rng = Rng::seeded();
+    let topic = create_topic("scale");
+    let h = histories(&mut rng, 3000, "s");
+    let (records, _) = delivery(&mut rng, &h);
+    let (first, second) = records.split_at(records.len() / 2);
+    produce(&topic, first);
+    let mut a = Instance::start(&topic, "a");
+    std::thread::sleep(Duration::from_secs(2));
+    let mut b = Instance::start(&topic, "b");
+    produce(&topic, &second[..second.len() / 2]);
+    // Both hold partitions once the rebalance is over.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while a.metric("tim_relay_state_partitions").unwrap_or(0) == 0
+        || b.metric("tim_relay_state_partitions").unwrap_or(0) == 0
+        || a.metric("tim_relay_state_partitions").unwrap_or(0)
+            + b.metric("tim_relay_state_partitions").unwrap_or(0)
+            != PARTITIONS as u64
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the two instances did not share the partitions"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // A leaves: B takes its partitions over and rebuilds them from the state topic.
+    a.stop();
+    produce(&topic, &second[second.len() / 2..]);
+    wait_caught_up(&topic, Duration::from_secs(120));
+    assert!(b.metric("tim_relay_state_rebuilt_groups_total").unwrap() > 0);
+    b.stop();
+    assert_state_is_the_truth(&topic, &h);
+}
