@@ -424,7 +424,8 @@ impl Materializer {
         if !missing.is_empty() {
             self.rebuild(&missing)?;
         }
-        let mut touched: HashMap<(i32, String), Group> = HashMap::new();
+        // The groups this batch read, and whether it changed them (their order of change).
+        let mut touched: HashMap<(i32, String), (Group, bool)> = HashMap::new();
         let mut order: Vec<(i32, String)> = Vec::new();
         let mut counts: HashMap<&'static str, u64> = HashMap::new();
         let mut first: HashMap<i32, i64> = HashMap::new();
@@ -464,10 +465,10 @@ impl Materializer {
                             .map_err(|e| StateError::Corrupt(format!("{}: {e}", event.group_id)))?,
                         None => Group::default(),
                     };
-                    touched.entry(slot.clone()).or_insert(group)
+                    touched.entry(slot.clone()).or_insert((group, false))
                 }
             };
-            let before = group.clone();
+            let (group, dirty) = group;
             let outcome = group.apply(&event, self.config.rules);
             let label = match outcome {
                 Outcome::Applied => "applied",
@@ -476,18 +477,23 @@ impl Materializer {
                 Outcome::NotState => "not_state",
             };
             *counts.entry(label).or_default() += 1;
-            if outcome == Outcome::Applied && before != *group && !order.contains(&slot) {
+            if outcome == Outcome::Applied && !*dirty {
+                *dirty = true;
                 order.push(slot);
             }
         }
-        let result = self.commit(&touched, &order, &next);
+        let stored: HashMap<(i32, String), Stored> = touched
+            .into_iter()
+            .map(|(slot, (group, _))| (slot, Stored::from_group(&group)))
+            .collect();
+        let result = self.commit(&stored, &order, &next);
         match result {
             Ok(tombstones) => {
-                for ((partition, group_id), group) in touched {
+                for ((partition, group_id), group) in stored {
                     self.partitions
                         .entry(partition)
                         .or_default()
-                        .insert(group_id, Stored::from_group(&group));
+                        .insert(group_id, group);
                 }
                 for (label, n) in counts {
                     self.metrics.events.with_label_values(&[label]).inc_by(n);
@@ -540,22 +546,19 @@ impl Materializer {
     /// number of tombstones written.
     fn commit(
         &self,
-        touched: &HashMap<(i32, String), Group>,
+        stored: &HashMap<(i32, String), Stored>,
         order: &[(i32, String)],
         next: &HashMap<i32, i64>,
     ) -> Result<u64, KafkaError> {
         self.producer.begin_transaction()?;
         let mut tombstones = 0;
         for slot in order {
-            let group = &touched[slot];
+            let group = &stored[slot];
             let (partition, group_id) = slot;
-            let payload = group
-                .doc
-                .as_ref()
-                .map(|d| serde_json::to_vec(d).expect("serializes"));
+            let payload = group.doc.as_deref();
             let mut headers = OwnedHeaders::new().insert(Header {
                 key: RECENT_HEADER,
-                value: Some(&group.recent.to_header()),
+                value: Some(&Recent(group.recent.to_vec()).to_header()),
             });
             if payload.is_none() {
                 tombstones += 1;
@@ -570,7 +573,7 @@ impl Materializer {
                 .key(group_id.as_str())
                 .partition(*partition)
                 .headers(headers);
-            if let Some(payload) = payload.as_deref() {
+            if let Some(payload) = payload {
                 record = record.payload(payload);
             }
             let mut record = record;

@@ -628,6 +628,10 @@ fn kill_9_under_load_neither_skips_nor_repeats_an_event() {
     }
     load.join().unwrap();
     wait_caught_up(&topic, Duration::from_secs(120));
+    assert!(
+        instance.metric("tim_relay_state_rebuilt_groups_total").unwrap() > 0,
+        "the last restart read its groups back from the state topic"
+    );
     instance.stop();
     assert_state_is_the_truth(&topic, &h);
 }
