@@ -417,6 +417,24 @@ struct Instance {
     admin: String,
 }
 
+/// `tim-relay materialize` for `topic`, as instance `instance`, admin listener on `port`.
+fn materialize(topic: &str, instance: &str, port: u16) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tim-relay"));
+    command
+        .arg("materialize")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap())
+        .env("KAFKA_TOPIC", topic)
+        .env("KAFKA_STATE_TOPIC", format!("{topic}.state"))
+        .env("RELAY_STATE_GROUP_ID", format!("{topic}.group"))
+        .env("RELAY_STATE_INSTANCE_ID", instance)
+        .env("RELAY_STATE_BATCH_EVENTS", "500")
+        .env("RELAY_ADMIN_LISTEN", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn,tim_relay=info");
+    command
+}
+
 impl Instance {
     fn start(topic: &str, instance: &str) -> Instance {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -424,18 +442,7 @@ impl Instance {
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new(env!("CARGO_BIN_EXE_tim-relay"))
-            .arg("materialize")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap())
-            .env("KAFKA_TOPIC", topic)
-            .env("KAFKA_STATE_TOPIC", format!("{topic}.state"))
-            .env("RELAY_STATE_GROUP_ID", format!("{topic}.group"))
-            .env("RELAY_STATE_INSTANCE_ID", instance)
-            .env("RELAY_STATE_BATCH_EVENTS", "500")
-            .env("RELAY_ADMIN_LISTEN", format!("127.0.0.1:{port}"))
-            .env("RUST_LOG", "warn,tim_relay=info")
+        let child = materialize(topic, instance, port)
             .stdout(Stdio::null())
             .spawn()
             .expect("tim-relay materialize starts");
@@ -601,6 +608,75 @@ fn reordered_and_repeated_events_fold_to_the_truth() {
     assert_state_is_the_truth(&topic, &h);
     let tombstones = h.truth.values().filter(|t| t.is_none()).count();
     assert!(tombstones > 0, "some groups were destroyed");
+
+    // `tim-relay state GROUP_ID` prints what the topic holds.
+    let (live, truth) = h
+        .truth
+        .iter()
+        .find_map(|(g, t)| Some((g.clone(), t.clone()?)))
+        .unwrap();
+    let (code, stdout, _) = state_command(&topic, &live);
+    assert_eq!(code, 0);
+    let doc: Value = serde_json::from_str(&stdout).expect("the document as JSON");
+    assert_eq!(doc["group_id"], live.as_str());
+    assert_eq!(Truth::of(&doc), truth);
+    let destroyed = h
+        .events
+        .iter()
+        .find(|(g, events)| h.truth[g].is_none() && events.iter().any(|e| e["type"] == "tim.group.destroyed"))
+        .map(|(g, _)| g.clone())
+        .unwrap();
+    let (code, stdout, stderr) = state_command(&topic, &destroyed);
+    assert_eq!((code, stdout.as_str()), (1, ""));
+    assert!(stderr.contains("was destroyed at event_time_ms"), "{stderr}");
+    let (code, _, stderr) = state_command(&topic, "@TGS#never");
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no state for group @TGS#never"), "{stderr}");
+}
+
+fn state_command(topic: &str, group_id: &str) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tim-relay"))
+        .args(["state", group_id])
+        .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap())
+        .env("KAFKA_STATE_TOPIC", format!("{topic}.state"))
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn a_state_topic_that_is_not_compacted_is_refused() {
+    let topic = create_topic("notcompacted");
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .unwrap();
+    let state = format!("{topic}.state");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    for r in runtime
+        .block_on(admin.create_topics(
+            &[NewTopic::new(&state, PARTITIONS, TopicReplication::Fixed(1)).set("cleanup.policy", "delete")],
+            &AdminOptions::new(),
+        ))
+        .unwrap()
+    {
+        r.unwrap();
+    }
+    let out = materialize(&topic, "a", 0).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "materialize refuses to start: {stderr}"
+    );
+    assert!(
+        stderr.contains("has cleanup.policy=delete; it must be `compact`"),
+        "{stderr}"
+    );
 }
 
 #[test]
