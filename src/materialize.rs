@@ -81,6 +81,9 @@ type Partitions = HashMap<i32, HashMap<String, Stored>>;
 #[derive(Default)]
 struct RebalanceLog {
     revoked: Vec<i32>,
+    /// The revoked partitions were lost (this member was dropped from the group): another
+    /// instance may have folded their events since.
+    lost: bool,
     assigned: Vec<i32>,
     changed: bool,
 }
@@ -92,10 +95,11 @@ struct StateContext {
 impl ClientContext for StateContext {}
 
 impl ConsumerContext for StateContext {
-    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(list) = rebalance {
             let mut log = self.log.lock().expect("rebalance log");
             log.revoked.extend(list.elements().iter().map(|e| e.partition()));
+            log.lost |= consumer.assignment_lost();
             log.changed = true;
         }
     }
@@ -231,6 +235,8 @@ pub struct Materializer {
     consumer: BaseConsumer<StateContext>,
     producer: BaseProducer,
     partitions: Partitions,
+    /// Partitions revoked in a rebalance whose assignment has not come yet.
+    parked: Partitions,
     metrics: Arc<StateMetrics>,
     health: Arc<Health>,
     stop: Arc<AtomicBool>,
@@ -282,6 +288,7 @@ impl Materializer {
             consumer,
             producer,
             partitions: HashMap::new(),
+            parked: HashMap::new(),
             metrics,
             health,
             stop,
@@ -332,29 +339,49 @@ impl Materializer {
             self.fold_batch(batch)?;
         }
         self.health.set_stopping();
-        self.consumer.unsubscribe();
+        // Dropping the consumer closes it without leaving the group: with static membership,
+        // a restart within the session timeout takes its partitions back without a rebalance.
         Ok(())
     }
 
-    /// Applies what the consumer's rebalance callbacks recorded: drops revoked partitions and
-    /// rebuilds assigned ones. Whether anything changed.
+    /// Applies what the consumer's rebalance callbacks recorded. Revoked partitions are set
+    /// aside; if the same rebalance hands them back (the eager protocol revokes everything
+    /// first), their groups are kept, as nobody else held them in between. Other assigned
+    /// partitions are rebuilt from the state topic. Whether anything changed.
     fn rebalanced(&mut self) -> Result<bool, StateError> {
         let log = std::mem::take(&mut *self.consumer.context().log.lock().expect("rebalance log"));
         if !log.changed {
             return Ok(false);
         }
         for p in &log.revoked {
-            self.partitions.remove(p);
+            if let Some(groups) = self.partitions.remove(p) {
+                if !log.lost {
+                    self.parked.insert(*p, groups);
+                }
+            }
         }
         self.health.set_ready(false);
         self.metrics.ready.set(0);
-        let assigned: Vec<i32> = log
-            .assigned
-            .into_iter()
-            .filter(|p| !self.partitions.contains_key(p))
-            .collect();
-        if !assigned.is_empty() {
-            self.rebuild(&assigned)?;
+        if log.assigned.is_empty() {
+            // The assignment follows in a later poll.
+            self.update_groups();
+            return Ok(true);
+        }
+        let mut parked = std::mem::take(&mut self.parked);
+        let mut missing = Vec::new();
+        for p in log.assigned {
+            if self.partitions.contains_key(&p) {
+                continue;
+            }
+            match parked.remove(&p) {
+                Some(groups) => {
+                    self.partitions.insert(p, groups);
+                }
+                None => missing.push(p),
+            }
+        }
+        if !missing.is_empty() {
+            self.rebuild(&missing)?;
         }
         let held = self.consumer.assignment()?.count();
         self.metrics.partitions.set(held as i64);
@@ -362,8 +389,9 @@ impl Materializer {
         self.health.set_ready(true);
         self.metrics.ready.set(1);
         log::info!(
-            "rebalanced: {held} partitions of {} assigned ({} groups held)",
+            "rebalanced: {held} partitions of {} assigned, {} rebuilt ({} groups held)",
             self.config.topic,
+            missing.len(),
             self.metrics.groups.get()
         );
         Ok(true)
@@ -410,7 +438,7 @@ impl Materializer {
             offsets.add_partition(&self.config.topic, *p);
         }
         self.consumer.committed_offsets(offsets, CALL_TIMEOUT)?;
-        read_state(&self.config, partitions, &self.stop)
+        read_state(&self.config, partitions, &self.stop, &self.health)
     }
 
     /// Folds one batch and writes its result in one transaction. On a failed transaction the
@@ -628,7 +656,13 @@ impl Materializer {
 
 /// Reads the state topic's `partitions` from the beginning to the end of what is committed.
 /// Gives up (with an error) once `stop` is set.
-fn read_state(config: &StateConfig, partitions: &[i32], stop: &AtomicBool) -> Result<Partitions, StateError> {
+/// Tells `health` the loop is alive while it reads.
+fn read_state(
+    config: &StateConfig,
+    partitions: &[i32],
+    stop: &AtomicBool,
+    health: &Health,
+) -> Result<Partitions, StateError> {
     let mut out: Partitions = partitions.iter().map(|p| (*p, HashMap::new())).collect();
     let reader: BaseConsumer<Reader> = client(config)
         .set("group.id", format!("{}-rebuild", config.group_id))
@@ -646,6 +680,7 @@ fn read_state(config: &StateConfig, partitions: &[i32], stop: &AtomicBool) -> Re
         if stop.load(Ordering::Relaxed) {
             return Err(StateError::Stopped);
         }
+        health.turn();
         match reader.poll(Duration::from_secs(1)) {
             None => continue,
             Some(Err(KafkaError::PartitionEOF(p))) => open.retain(|q| *q != p),
