@@ -25,7 +25,7 @@ REPO=$PWD
 
 say() { echo "state-bench.sh: $*" >&2; }
 
-GROUPS=${STATE_BENCH_GROUPS:-1000000}
+NGROUPS=${STATE_BENCH_GROUPS:-1000000}
 PARTITIONS=${STATE_BENCH_PARTITIONS:-6}
 ADMIN_PORT=${STATE_BENCH_ADMIN_PORT:-18390}
 OUT=$REPO/target/state-bench
@@ -70,8 +70,8 @@ broker_started=1
 BOOT=127.0.0.1:$KAFKA_PORT
 kafka topics --bootstrap-server "$BOOT" --create --topic "$TOPIC" --partitions "$PARTITIONS" >/dev/null
 
-say "writing $GROUPS created and $GROUPS info-changed events"
-python3 - "$GROUPS" >"$OUT/events.txt" <<'EOF'
+say "writing $NGROUPS created and $NGROUPS info-changed events"
+python3 - "$NGROUPS" >"$OUT/events.txt" <<'EOF'
 import json, sys, uuid
 n = int(sys.argv[1])
 out = sys.stdout
@@ -91,8 +91,8 @@ for phase in ("created", "info_changed"):
             e["changes"] = {"name": f"group {g} renamed", "custom": {"level": "2"}}
         out.write(gid + "|" + json.dumps(e, separators=(",", ":")) + "\n")
 EOF
-TOTAL=$((GROUPS * 2))
-kcat -P -b "$BOOT" -t "$TOPIC" -K'|' -X linger.ms=20 -X batch.num.messages=10000 -X compression.type=lz4 "$OUT/events.txt"
+TOTAL=$((NGROUPS * 2))
+kcat -P -b "$BOOT" -t "$TOPIC" -K'|' -X linger.ms=20 -X batch.num.messages=10000 -X compression.type=lz4 <"$OUT/events.txt"
 rm -f "$OUT/events.txt"
 
 metric() {

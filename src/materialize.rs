@@ -28,7 +28,7 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use crate::state::{Group, GroupState, InEvent, Outcome, Recent};
+use crate::state::{Group, InEvent, Outcome, Recent};
 use admin::{Health, StateMetrics};
 use config::StateConfig;
 
@@ -701,13 +701,9 @@ fn read_state(
                         }
                     }
                 }
-                let doc = m.payload().map(|p| -> Result<Box<[u8]>, StateError> {
-                    serde_json::from_slice::<GroupState>(p)
-                        .map_err(|e| StateError::Corrupt(format!("{key}: {e}")))?;
-                    Ok(p.into())
-                });
+                // Kept as written; it is parsed when an event of its group arrives.
                 let stored = Stored {
-                    doc: doc.transpose()?,
+                    doc: m.payload().map(Into::into),
                     destroyed_at,
                     recent: recent.0.into(),
                 };
