@@ -464,6 +464,28 @@ impl Instance {
         assert!(status.success(), "materialize exits cleanly on SIGTERM: {status}");
     }
 
+    /// Waits until this instance has committed `n` fold transactions; false if `load` ended
+    /// first.
+    fn wait_for_commits(&self, n: u64, load: &std::thread::JoinHandle<()>) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let committed = self
+                .metric("tim_relay_state_transactions_total{outcome=\"committed\"}")
+                .unwrap_or(0);
+            if committed >= n {
+                return true;
+            }
+            if load.is_finished() {
+                return false;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no fold transaction committed within a minute"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     fn metric(&self, line_start: &str) -> Option<u64> {
         let text = http_get(&self.admin, "/metrics")?;
         text.lines()
@@ -697,11 +719,19 @@ fn kill_9_under_load_neither_skips_nor_repeats_an_event() {
         }
     });
     let mut instance = Instance::start(&topic, "a");
-    for _ in 0..4 {
-        std::thread::sleep(Duration::from_secs(2));
+    let mut kills = 0;
+    for round in 0..4 {
+        // Killed while it folds: after its first committed transaction, a little later each
+        // time, as long as events still arrive.
+        if !instance.wait_for_commits(1, &load) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200 + 250 * round));
         instance.kill9();
+        kills += 1;
         instance = Instance::start(&topic, "a");
     }
+    assert!(kills >= 3, "only {kills} kills happened while events arrived");
     load.join().unwrap();
     wait_caught_up(&topic, Duration::from_secs(120));
     assert!(
