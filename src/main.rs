@@ -29,7 +29,10 @@ fn main() {
         }
         ["materialize"] => materialize(),
         ["state", group_id] => show_state(group_id),
-        ["help" | "--help" | "-h"] => println!("{USAGE}"),
+        // A closed pipe (`tim-relay help | head -1`) is not an error worth a panic.
+        ["help" | "--help" | "-h"] => {
+            let _ = writeln!(std::io::stdout(), "{USAGE}");
+        }
         _ => {
             eprintln!("{USAGE}");
             std::process::exit(2);
