@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Fault tests against a three-node Kafka cluster with two relays in front (tests/cluster.rs,
+# issue 13): the leader of partition 0 killed twice, a rolling restart, two nodes stopped for
+# 10 s, the active controller killed. Each prints a tally: sent, answered OK, in topic, lost,
+# duplicates, out of order within one relay and across the two. Not part of scripts/test.sh
+# (several minutes, and a cluster of its own).
+#
+#   bash scripts/cluster-faults.sh [TEST NAME FILTER...]
+#
+# Builds the tests, starts a fresh cluster (scripts/kafka-cluster.sh; its data dir is wiped at
+# the start), runs `cargo test --test cluster -- --ignored --test-threads 1 --nocapture`, stops
+# the cluster (also on failure or Ctrl-C) and prints the tallies (also kept in
+# target/cluster-logs/summary.txt; relay logs with the timeline beside it).
+#
+# Its cluster does not use kafka-cluster.sh's default ports: tests/fault.rs (run by
+# scripts/test.sh, so by CI) puts its own broker on 19092/19093, which are node 1's and node 2's
+# broker ports there. Brokers on CLUSTER_FAULTS_PORT_BASE (19292..19294), controllers on
+# CLUSTER_FAULTS_CONTROLLER_PORT_BASE (19392..19394), data in CLUSTER_FAULTS_DIR
+# (target/kafka-cluster-faults). Other knobs: CLUSTER_FAULTS_SECS (each scenario's load runs at
+# least this long, default 60), KAFKA_PRODUCER_* (reach both relays), and kafka-cluster.sh's own
+# KAFKA_CLUSTER_HEAP / _OPTS / _SESSION_TIMEOUT_MS.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+export KAFKA_CLUSTER_PORT_BASE=${CLUSTER_FAULTS_PORT_BASE:-19292}
+export KAFKA_CLUSTER_CONTROLLER_PORT_BASE=${CLUSTER_FAULTS_CONTROLLER_PORT_BASE:-19392}
+export KAFKA_CLUSTER_DIR=${CLUSTER_FAULTS_DIR:-$PWD/target/kafka-cluster-faults}
+export CLUSTER_FAULTS_SECS=${CLUSTER_FAULTS_SECS:-60}
+[[ $CLUSTER_FAULTS_SECS =~ ^[0-9]+$ ]] || { echo "CLUSTER_FAULTS_SECS must be a number of seconds" >&2; exit 2; }
+
+say() { echo "cluster-faults.sh: $*" >&2; }
+started=$SECONDS
+
+# One run at a time: two would share the cluster's ports and data dir.
+mkdir -p target/cluster-logs
+exec 8>target/cluster-logs/cluster-faults.lock
+if ! flock -n 8; then
+  say "another cluster-faults.sh run holds target/cluster-logs/cluster-faults.lock; waiting"
+  flock 8
+fi
+
+bash scripts/deps.sh
+say "building"
+cargo test --locked --test cluster --no-run
+
+# shellcheck disable=SC2317  # called by the EXIT trap
+stop_cluster() {
+  say "stopping the cluster"
+  bash scripts/kafka-cluster.sh stop || say "kafka-cluster.sh stop failed; try: KAFKA_CLUSTER_PORT_BASE=$KAFKA_CLUSTER_PORT_BASE KAFKA_CLUSTER_CONTROLLER_PORT_BASE=$KAFKA_CLUSTER_CONTROLLER_PORT_BASE KAFKA_CLUSTER_DIR=$KAFKA_CLUSTER_DIR bash scripts/kafka-cluster.sh kill"
+}
+trap stop_cluster EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+bash scripts/kafka-cluster.sh reset
+bash scripts/kafka-cluster.sh start
+rm -f target/cluster-logs/summary.txt
+
+status=0
+cargo test --locked --test cluster -- --ignored --test-threads 1 --nocapture "$@" || status=$?
+
+echo
+echo "cluster fault tests (tests/cluster.rs), $((SECONDS - started)) s in all, CLUSTER_FAULTS_SECS=$CLUSTER_FAULTS_SECS:"
+if [[ -f target/cluster-logs/summary.txt ]]; then
+  cat target/cluster-logs/summary.txt
+else
+  echo "(no scenario got as far as its tally)"
+fi
+exit "$status"
