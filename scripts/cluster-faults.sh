@@ -12,9 +12,8 @@
 # the cluster (also on failure or Ctrl-C) and prints the tallies (also kept in
 # target/cluster-logs/summary.txt; relay logs with the timeline beside it).
 #
-# Its cluster does not use kafka-cluster.sh's default ports: tests/fault.rs (run by
-# scripts/test.sh, so by CI) puts its own broker on 19092/19093, which are node 1's and node 2's
-# broker ports there. Brokers on CLUSTER_FAULTS_PORT_BASE (19292..19294), controllers on
+# Its cluster has a data dir of its own; its ports are kafka-cluster.sh's defaults, clear of
+# tests/fault.rs (run by scripts/test.sh, so by CI), which holds 19092/19093. Brokers on CLUSTER_FAULTS_PORT_BASE (19292..19294), controllers on
 # CLUSTER_FAULTS_CONTROLLER_PORT_BASE (19392..19394), data in CLUSTER_FAULTS_DIR
 # (target/kafka-cluster-faults). Other knobs: CLUSTER_FAULTS_SECS (each scenario's load runs at
 # least this long, default 60), KAFKA_PRODUCER_* (reach both relays), and kafka-cluster.sh's own

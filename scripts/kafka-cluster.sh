@@ -14,7 +14,7 @@
 #   scripts/kafka-cluster.sh topics ARGS...          (org.apache.kafka.tools.TopicCommand)
 #   scripts/kafka-cluster.sh quorum ARGS...          (org.apache.kafka.tools.MetadataQuorumCommand)
 #
-# Node N (1-3): broker 127.0.0.1:1909[234], controller :1919[234], data in
+# Node N (1-3): broker 127.0.0.1:1929[234], controller :1939[234], data in
 # target/kafka-cluster/node-N (log: node-N/kafka.log). `start` returns once all
 # three brokers are registered and unfenced, `start-node N` once broker N is.
 # stop/stop-node: SIGTERM (controlled shutdown: leadership moves away first),
@@ -22,8 +22,8 @@
 # it. bootstrap, leader, controller and status print to stdout, messages go to
 # stderr. status: one line per node; exit 0 if all run, 3 if none, else 1.
 #
-# Knobs: KAFKA_CLUSTER_PORT_BASE (19092), KAFKA_CLUSTER_CONTROLLER_PORT_BASE
-# (19192), KAFKA_CLUSTER_DIR (<repo>/target/kafka-cluster), KAFKA_CLUSTER_HEAP
+# Knobs: KAFKA_CLUSTER_PORT_BASE (19292), KAFKA_CLUSTER_CONTROLLER_PORT_BASE
+# (19392), KAFKA_CLUSTER_DIR (<repo>/target/kafka-cluster), KAFKA_CLUSTER_HEAP
 # (-Xmx384m -Xms192m, each node), KAFKA_CLUSTER_OPTS (JVM flags; default
 # -XX:TieredStopAtLevel=1, C1 only: starts ~2x faster; empty: full JIT),
 # KAFKA_CLUSTER_NUM_PARTITIONS (6), KAFKA_CLUSTER_SESSION_TIMEOUT_MS (4000),
@@ -43,8 +43,8 @@ KAFKA_CDS=${KAFKA_CDS:-1}
 TIM_RELAY_CACHE=${TIM_RELAY_CACHE:-$HOME/.cache/tim-relay}
 export KAFKA_VERSION KAFKA_CDS TIM_RELAY_CACHE
 
-PORT_BASE=${KAFKA_CLUSTER_PORT_BASE:-19092}
-CPORT_BASE=${KAFKA_CLUSTER_CONTROLLER_PORT_BASE:-19192}
+PORT_BASE=${KAFKA_CLUSTER_PORT_BASE:-19292}
+CPORT_BASE=${KAFKA_CLUSTER_CONTROLLER_PORT_BASE:-19392}
 DIR=${KAFKA_CLUSTER_DIR:-$REPO/target/kafka-cluster}
 HEAP=${KAFKA_CLUSTER_HEAP:--Xmx384m -Xms192m}
 # C1 only by default: three JVMs on 2 cores start in half the time, and over
@@ -152,11 +152,11 @@ check_node() {
 brokers_seen() {
   local out
   if have_kcat; then
-    # "  broker 2 at 127.0.0.1:19093"
+    # "  broker 2 at 127.0.0.1:19293"
     out=$(timeout 10 kcat -L -b "$1" -m 5 2>/dev/null) || return 1
     awk '$1 == "broker" && $3 == "at" {print $2}' <<<"$out"
   else
-    # "ID HOST PORT RACK STATE ENDPOINT_TYPE", then "1 127.0.0.1 19092 null unfenced broker"
+    # "ID HOST PORT RACK STATE ENDPOINT_TYPE", then "1 127.0.0.1 19292 null unfenced broker"
     out=$(timeout 20 java "${TOOL_JVM[@]}" "${CDS[@]}" org.apache.kafka.tools.ClusterTool list-endpoints \
       --bootstrap-server "$1" --command-config <(admin_props) 2>/dev/null) || return 1
     awk 'NR > 1 && $5 == "unfenced" {print $1}' <<<"$out"
