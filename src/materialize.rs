@@ -131,6 +131,17 @@ impl ClientContext for Reader {
 
 impl ConsumerContext for Reader {}
 
+/// A consumer that reads the state topic to its committed end (it never joins the group
+/// named after `role`, nor commits): the rebuild and `tim-relay state` both use one.
+pub(crate) fn state_reader(config: &StateConfig, role: &str) -> Result<BaseConsumer<Reader>, KafkaError> {
+    client(config)
+        .set("group.id", format!("{}-{role}", config.group_id))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .create_with_context(Reader)
+}
+
 /// Why the materializer stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -498,13 +509,7 @@ impl Materializer {
             };
             let (group, dirty) = group;
             let outcome = group.apply(&event, self.config.rules);
-            let label = match outcome {
-                Outcome::Applied => "applied",
-                Outcome::Duplicate => "duplicate",
-                Outcome::Stale => "stale",
-                Outcome::NotState => "not_state",
-            };
-            *counts.entry(label).or_default() += 1;
+            *counts.entry(outcome.label()).or_default() += 1;
             if outcome == Outcome::Applied && !*dirty {
                 *dirty = true;
                 order.push(slot);
@@ -664,12 +669,7 @@ fn read_state(
     health: &Health,
 ) -> Result<Partitions, StateError> {
     let mut out: Partitions = partitions.iter().map(|p| (*p, HashMap::new())).collect();
-    let reader: BaseConsumer<Reader> = client(config)
-        .set("group.id", format!("{}-rebuild", config.group_id))
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .set("enable.partition.eof", "true")
-        .create_with_context(Reader)?;
+    let reader = state_reader(config, "rebuild")?;
     let mut list = TopicPartitionList::new();
     for p in partitions {
         list.add_partition_offset(&config.state_topic, *p, Offset::Beginning)?;

@@ -198,6 +198,18 @@ pub enum Outcome {
     NotState,
 }
 
+impl Outcome {
+    /// The `outcome` label of `tim_relay_state_events_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Stale => "stale",
+            Outcome::NotState => "not_state",
+        }
+    }
+}
+
 /// An event as the fold reads it from the group state topic.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InEvent {

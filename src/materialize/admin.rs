@@ -10,8 +10,6 @@ use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 
-use crate::state::Outcome;
-
 /// How long the fold loop may go without a turn before `/healthz` fails.
 const STALL: Duration = Duration::from_secs(60);
 
@@ -129,16 +127,6 @@ impl StateMetrics {
             m.transactions.with_label_values(&[outcome]);
         }
         m
-    }
-
-    pub fn count(&self, outcome: Outcome, n: u64) {
-        let label = match outcome {
-            Outcome::Applied => "applied",
-            Outcome::Duplicate => "duplicate",
-            Outcome::Stale => "stale",
-            Outcome::NotState => "not_state",
-        };
-        self.events.with_label_values(&[label]).inc_by(n);
     }
 
     fn render(&self) -> String {

@@ -2,13 +2,13 @@
 
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::config::StateConfig;
-use super::{client, Reader, StateError, DESTROYED_HEADER};
+use super::{state_reader, StateError, DESTROYED_HEADER};
 
 /// What the state topic holds for one group.
 #[derive(Debug, PartialEq)]
@@ -23,12 +23,7 @@ pub enum Found {
 /// Reads every partition of the state topic to its committed end and keeps the last record
 /// of `group_id`.
 pub fn find(config: &StateConfig, group_id: &str) -> Result<Found, StateError> {
-    let reader: BaseConsumer<Reader> = client(config)
-        .set("group.id", format!("{}-reader", config.group_id))
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .set("enable.partition.eof", "true")
-        .create_with_context(Reader)?;
+    let reader = state_reader(config, "reader")?;
     let metadata = reader.fetch_metadata(Some(&config.state_topic), Duration::from_secs(10))?;
     let partitions: Vec<i32> = metadata
         .topics()
