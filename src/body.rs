@@ -2,7 +2,11 @@
 //! command that owns it, with bounds and errors that name the field and are the same for every
 //! command. What no command takes is kept, verbatim, for the event's `extra`.
 
+mod fields;
+
 use serde_json::{Map, Value};
+
+use fields::Fields;
 
 /// Why a body was refused; the text is the reason given to the caller. Errors name the field,
 /// so a new command needs no new error (nor a new ErrorCode).
@@ -53,22 +57,26 @@ impl Default for BodyLimits {
 /// The last millisecond of year 9999: later times have no RFC 3339 form (`ce_time`).
 pub const MAX_EVENT_TIME_MS: u64 = 253_402_300_799_999;
 
-/// A callback body: a JSON object whose fields are taken out as they are checked.
+/// A callback body: a JSON object whose fields are taken out as they are checked. It borrows
+/// the names of its fields from the raw body.
 #[derive(Debug)]
-pub struct Body {
-    fields: Map<String, Value>,
+pub struct Body<'a> {
+    fields: Fields<'a>,
     limits: BodyLimits,
 }
 
-impl Body {
+impl<'a> Body<'a> {
     /// Reads `raw` as one JSON object (field order and number precision kept; a field given
-    /// twice counts with its last value; nesting beyond 128 levels is refused as bad JSON).
-    pub fn parse(raw: &[u8], limits: BodyLimits) -> Result<Self, BodyError> {
-        match serde_json::from_slice(raw) {
-            Ok(Value::Object(fields)) => Ok(Self { fields, limits }),
-            Ok(_) => Err(BodyError::NotAnObject),
-            Err(e) => Err(BodyError::NotJson(e.to_string())),
-        }
+    /// twice counts with its last value, in the place of its first; nesting beyond 128 levels
+    /// is refused as bad JSON). It accepts and refuses exactly what reading the body into a
+    /// `serde_json::Value` does, with the same error.
+    pub fn parse(raw: &'a [u8], limits: BodyLimits) -> Result<Self, BodyError> {
+        let fields = match raw.iter().find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r')) {
+            Some(b'{') => Fields::read(raw)?,
+            // Never a callback: read whole only to tell bad JSON from a non-object.
+            _ => Fields::reference(raw)?,
+        };
+        Ok(Self { fields, limits })
     }
 
     pub fn limits(&self) -> &BodyLimits {
@@ -77,12 +85,12 @@ impl Body {
 
     /// Takes a field's value as sent, if present.
     pub fn take(&mut self, field: &str) -> Option<Value> {
-        self.fields.shift_remove(field)
+        self.fields.take(field)
     }
 
     /// Looks at a field without taking it.
     pub fn peek(&self, field: &str) -> Option<&Value> {
-        self.fields.get(field)
+        self.fields.peek(field)
     }
 
     /// An optional string field, bounded by `max_field_bytes`.
@@ -142,7 +150,7 @@ impl Body {
 
     /// The fields no command took, verbatim and in their order.
     pub fn rest(self) -> Map<String, Value> {
-        self.fields
+        self.fields.rest()
     }
 }
 
@@ -180,7 +188,7 @@ pub fn checked_time(value: Value, field: &'static str) -> Result<u64, BodyError>
 mod tests {
     use super::*;
 
-    fn body(raw: &str) -> Result<Body, BodyError> {
+    fn body(raw: &str) -> Result<Body<'_>, BodyError> {
         Body::parse(raw.as_bytes(), BodyLimits::default())
     }
 
@@ -191,6 +199,78 @@ mod tests {
         assert_eq!(body("\"x\"").unwrap_err(), BodyError::NotAnObject);
         let deep = format!("{}{}", "{\"a\":".repeat(200), "}".repeat(200));
         assert!(matches!(body(&deep), Err(BodyError::NotJson(_))));
+    }
+
+    #[test]
+    fn the_reader_accepts_refuses_and_keeps_what_a_serde_json_value_does() {
+        let wide = |n: usize, distinct: usize| {
+            let fields: Vec<String> = (0..n).map(|i| format!("\"f{}\":{i}", i % distinct)).collect();
+            format!("{{{}}}", fields.join(","))
+        };
+        let deep = |n: usize| format!("{}1{}", "{\"a\":".repeat(n), "}".repeat(n));
+        for raw in [
+            "{}".to_string(),
+            " \n{\"a\":1}\t".into(),
+            r#"{"a":1,"b":{"c":[1,2]},"a":3,"c":null}"#.into(),
+            r#"{"Group\u0049d":"g","x":"\u00e9","GroupId":"h"}"#.into(),
+            r#"{"a":1E400,"b":-0,"c":123456789012345678901234567890}"#.into(),
+            r#"{"$serde_json::private::Number":"12"}"#.into(),
+            r#"{"$serde_json::private::Number":"x"}"#.into(),
+            r#"{"$serde_json::private::Numbe\u0072":"12"}"#.into(),
+            r#"{"a":1,"$serde_json::private::Number":"12"}"#.into(),
+            r#"{"a":1,}"#.into(),
+            r#"{"a":1} x"#.into(),
+            r#"{"a" 1}"#.into(),
+            r#"{"a":1"#.into(),
+            r#"{1:1}"#.into(),
+            "[1]".into(),
+            "".into(),
+            "  ".into(),
+            wide(31, 31),
+            wide(40, 40),
+            wide(80, 35),
+            deep(127),
+            deep(128),
+        ] {
+            let reference = match serde_json::from_str::<Value>(&raw) {
+                Ok(Value::Object(map)) => Ok(map),
+                Ok(_) => Err(BodyError::NotAnObject),
+                Err(e) => Err(BodyError::NotJson(e.to_string())),
+            };
+            let text = |fields: Result<Map<String, Value>, BodyError>| {
+                fields.map(|m| serde_json::to_string(&m).unwrap())
+            };
+            assert_eq!(text(body(&raw).map(Body::rest)), text(reference), "{raw}");
+        }
+        let invalid_utf8 = b"{\"a\":\"\xff\"}";
+        assert!(matches!(
+            Body::parse(invalid_utf8, BodyLimits::default()),
+            Err(BodyError::NotJson(_))
+        ));
+    }
+
+    #[test]
+    fn a_field_is_found_by_its_name_however_it_is_written_and_taken_once() {
+        for raw in [
+            r#"{"Group\u0049d":"g","Type":"t"}"#.to_string(),
+            // Past 32 fields the body is kept in a map.
+            format!(
+                "{{{},\"GroupId\":\"g\",\"Type\":\"t\"}}",
+                (0..40)
+                    .map(|i| format!("\"f{i}\":{i}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+        ] {
+            let mut b = body(&raw).unwrap();
+            assert_eq!(b.peek("GroupId"), Some(&Value::from("g")));
+            assert_eq!(b.take("GroupId"), Some(Value::from("g")));
+            assert_eq!(b.take("GroupId"), None);
+            assert_eq!(b.peek("GroupId"), None);
+            let rest = b.rest();
+            assert_eq!(rest.keys().next_back().map(String::as_str), Some("Type"));
+            assert!(!rest.contains_key("GroupId"));
+        }
     }
 
     #[test]

@@ -138,7 +138,7 @@ pub fn find(name: &str) -> Option<&'static Command> {
 }
 
 /// Reads the body and checks that its `CallbackCommand`, when present, is the query's.
-pub fn body_for(name: &str, raw: &[u8], limits: BodyLimits) -> Result<Body, BodyError> {
+pub fn body_for<'a>(name: &str, raw: &'a [u8], limits: BodyLimits) -> Result<Body<'a>, BodyError> {
     let mut body = Body::parse(raw, limits)?;
     check_command(name, body.peek("CallbackCommand"))?;
     body.take("CallbackCommand");
@@ -199,20 +199,29 @@ pub(crate) fn custom(body: &mut Body, data: &mut Map<String, Value>) -> Result<(
     };
     let (mut custom, mut members) = (Map::new(), Map::new());
     for entry in entries {
-        let Value::Object(mut entry) = entry else {
+        let Value::Object(entry) = entry else {
             return Err(BodyError::BadShape(FIELD, CUSTOM_SHAPE));
         };
-        let (Some(key @ Value::String(_)), Some(value @ Value::String(_))) =
-            (entry.shift_remove("Key"), entry.shift_remove("Value"))
-        else {
+        // Walked, not looked up: the usual entry has only Key and Value, and is never hashed.
+        let (mut key, mut value, mut others) = (None, None, Map::new());
+        for (name, member) in entry {
+            match name.as_str() {
+                "Key" => key = Some(member),
+                "Value" => value = Some(member),
+                _ => {
+                    others.insert(name, member);
+                }
+            }
+        }
+        let (Some(key @ Value::String(_)), Some(value @ Value::String(_))) = (key, value) else {
             return Err(BodyError::BadShape(FIELD, CUSTOM_SHAPE));
         };
         let key = checked_string(key, "UserDefinedDataList.Key", max)?;
         let value = checked_string(value, "UserDefinedDataList.Value", max)?;
-        if entry.is_empty() {
+        if others.is_empty() {
             members.shift_remove(&key);
         } else {
-            members.insert(key.clone(), Value::Object(entry));
+            members.insert(key.clone(), Value::Object(others));
         }
         custom.insert(key, Value::String(value));
     }
