@@ -4,11 +4,14 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::ser::{Serialize, SerializeStruct, Serializer};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::callback::CallbackQuery;
+
+mod members;
+pub use members::{Member, Members};
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -31,7 +34,7 @@ pub struct Parsed {
     pub key: String,
     pub common: Common,
     /// The command's own fields, in the order they appear in the event.
-    pub data: Map<String, Value>,
+    pub data: Members,
 }
 
 /// Where a callback came from, for the envelope.
@@ -43,33 +46,64 @@ pub struct Origin<'a> {
     pub received_at: SystemTime,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A normalized event. Its JSON is the envelope's members in the order below, then the command's
+/// own (`data`), then `extra` (see the `Serialize` impl).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     pub id: String,
-    #[serde(rename = "type")]
     pub event_type: &'static str,
     pub schema_version: u32,
     pub sdk_app_id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub group_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub group_type: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub operator: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub event_time_ms: Option<u64>,
     pub received_at: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub client_ip: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub platform: Option<String>,
-    #[serde(flatten)]
-    pub data: Map<String, Value>,
-    #[serde(skip_serializing_if = "Map::is_empty")]
+    pub data: Members,
+    /// Absent from the JSON when empty.
     pub extra: Map<String, Value>,
     /// The Kafka record key; not part of the payload.
-    #[serde(skip)]
     pub key: String,
+}
+
+/// Written by hand: `data` is a list of members rather than a map, and a derive would need
+/// `#[serde(flatten)]`, which routes every event through serde's flattening adapter. This writes
+/// the members in the order the derive did, skipping the same absent ones.
+impl Serialize for Event {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        fn optional<E: SerializeStruct, T: Serialize>(
+            event: &mut E,
+            name: &'static str,
+            value: &Option<T>,
+        ) -> Result<(), E::Error> {
+            match value {
+                Some(value) => event.serialize_field(name, value),
+                None => Ok(()),
+            }
+        }
+        // A hint only: the five members always written, and `data`.
+        let mut event = serializer.serialize_struct("Event", 5 + self.data.len())?;
+        event.serialize_field("id", &self.id)?;
+        event.serialize_field("type", self.event_type)?;
+        event.serialize_field("schema_version", &self.schema_version)?;
+        event.serialize_field("sdk_app_id", &self.sdk_app_id)?;
+        optional(&mut event, "group_id", &self.group_id)?;
+        optional(&mut event, "group_type", &self.group_type)?;
+        optional(&mut event, "operator", &self.operator)?;
+        optional(&mut event, "event_time_ms", &self.event_time_ms)?;
+        event.serialize_field("received_at", &self.received_at)?;
+        optional(&mut event, "client_ip", &self.client_ip)?;
+        optional(&mut event, "platform", &self.platform)?;
+        for (name, member) in self.data.iter() {
+            event.serialize_field(name, member)?;
+        }
+        if !self.extra.is_empty() {
+            event.serialize_field("extra", &self.extra)?;
+        }
+        event.end()
+    }
 }
 
 impl Event {

@@ -1,25 +1,25 @@
 //! Field readers that several command files share: member lists, profile changes, messages.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::body::{Body, BodyError};
+use crate::event::Members;
 
 const MEMBERS_SHAPE: &str = r#"an array of {"Member_Account":string}"#;
 
 /// A member list (`MemberList`, `NewMemberList`, ...) as `members`: the accounts, in order.
 /// Entries that carry more than `Member_Account` keep the whole list in `extra` as well, so
 /// nothing is dropped.
-pub fn members(body: &mut Body, field: &'static str, data: &mut Map<String, Value>) -> Result<(), BodyError> {
+pub fn members(body: &mut Body, field: &'static str, data: &mut Members) -> Result<(), BodyError> {
     let max = body.limits().max_field_bytes;
-    let Some(Value::Array(entries)) = body.peek(field).cloned() else {
-        return match body.peek(field) {
-            None => Ok(()),
-            Some(_) => Err(BodyError::BadShape(field, MEMBERS_SHAPE)),
-        };
+    let entries = match body.peek(field) {
+        None => return Ok(()),
+        Some(Value::Array(entries)) => entries,
+        Some(_) => return Err(BodyError::BadShape(field, MEMBERS_SHAPE)),
     };
     let mut accounts = Vec::with_capacity(entries.len());
     let mut plain = true;
-    for entry in &entries {
+    for entry in entries {
         let Some(Value::String(account)) = entry.get("Member_Account") else {
             return Err(BodyError::BadShape(field, MEMBERS_SHAPE));
         };
@@ -32,12 +32,12 @@ pub fn members(body: &mut Body, field: &'static str, data: &mut Map<String, Valu
     if plain {
         body.take(field);
     }
-    data.insert("members".into(), Value::Array(accounts));
+    data.insert("members", Value::Array(accounts));
     Ok(())
 }
 
 /// Name, Introduction, Notification, FaceUrl: only those present, an empty string kept.
-pub fn profile(body: &mut Body, data: &mut Map<String, Value>) -> Result<(), BodyError> {
+pub fn profile(body: &mut Body, data: &mut Members) -> Result<(), BodyError> {
     for (field, member) in [
         ("Name", "name"),
         ("Introduction", "introduction"),
@@ -45,7 +45,7 @@ pub fn profile(body: &mut Body, data: &mut Map<String, Value>) -> Result<(), Bod
         ("FaceUrl", "face_url"),
     ] {
         if let Some(value) = body.string(field)? {
-            data.insert(member.into(), Value::String(value));
+            data.insert(member, Value::String(value));
         }
     }
     Ok(())
@@ -55,11 +55,11 @@ pub fn profile(body: &mut Body, data: &mut Map<String, Value>) -> Result<(), Bod
 pub fn string(
     body: &mut Body,
     field: &'static str,
-    member: &str,
-    data: &mut Map<String, Value>,
+    member: &'static str,
+    data: &mut Members,
 ) -> Result<(), BodyError> {
     if let Some(v) = body.string(field)? {
-        data.insert(member.into(), Value::String(v));
+        data.insert(member, Value::String(v));
     }
     Ok(())
 }
@@ -68,11 +68,11 @@ pub fn string(
 pub fn uint(
     body: &mut Body,
     field: &'static str,
-    member: &str,
-    data: &mut Map<String, Value>,
+    member: &'static str,
+    data: &mut Members,
 ) -> Result<(), BodyError> {
     if let Some(v) = body.uint(field)? {
-        data.insert(member.into(), Value::from(v));
+        data.insert(member, Value::from(v));
     }
     Ok(())
 }
@@ -81,18 +81,18 @@ pub fn uint(
 pub fn array(
     body: &mut Body,
     field: &'static str,
-    member: &str,
+    member: &'static str,
     shape: &'static str,
-    data: &mut Map<String, Value>,
+    data: &mut Members,
 ) -> Result<(), BodyError> {
     if let Some(v) = body.value(field, shape, Value::is_array)? {
-        data.insert(member.into(), v);
+        data.insert(member, v);
     }
     Ok(())
 }
 
 /// What a group message callback carries (AfterSendMsg, SendMsgException).
-pub fn message(body: &mut Body, data: &mut Map<String, Value>) -> Result<(), BodyError> {
+pub fn message(body: &mut Body, data: &mut Members) -> Result<(), BodyError> {
     string(body, "From_Account", "from", data)?;
     uint(body, "MsgSeq", "msg_seq", data)?;
     uint(body, "Random", "random", data)?;

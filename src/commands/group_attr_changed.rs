@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use super::fields::string;
 use super::{group, group_event, Class, Command};
 use crate::body::{checked_string, Body, BodyError};
-use crate::event::Parsed;
+use crate::event::{Members, Parsed};
 
 pub const COMMAND: Command = Command {
     name: "Group.CallbackAfterGroupAttrChanged",
@@ -19,7 +19,7 @@ const SHAPE: &str = r#"an array of {"key":string,"value":string}"#;
 
 fn read(body: &mut Body) -> Result<Parsed, BodyError> {
     let (group_id, common) = group(body)?;
-    let mut data = Map::new();
+    let mut data = Members::new();
     string(body, "OptionType", "option_type", &mut data)?;
     let max = body.limits().max_field_bytes;
     if let Some(entries) = body.list("GroupAttr", SHAPE)? {
@@ -39,7 +39,7 @@ fn read(body: &mut Body) -> Result<Parsed, BodyError> {
             };
             attrs.insert(key, value);
         }
-        data.insert("attrs".into(), Value::Object(attrs));
+        data.insert("attrs", Value::Object(attrs));
     }
     Ok(group_event(group_id, common, data))
 }

@@ -1,11 +1,9 @@
 //! `Group.CallbackAfterCreateGroup`: a group was created; its initial profile and members.
 
-use serde_json::Map;
-
 use super::fields::{members, string};
 use super::{custom, group, group_event, Class, Command};
 use crate::body::{Body, BodyError};
-use crate::event::Parsed;
+use crate::event::{Members, Parsed};
 
 pub const COMMAND: Command = Command {
     name: "Group.CallbackAfterCreateGroup",
@@ -16,7 +14,7 @@ pub const COMMAND: Command = Command {
 
 fn read(body: &mut Body) -> Result<Parsed, BodyError> {
     let (group_id, common) = group(body)?;
-    let mut data = Map::new();
+    let mut data = Members::new();
     string(body, "Owner_Account", "owner", &mut data)?;
     super::fields::profile(body, &mut data)?;
     members(body, "MemberList", &mut data)?;

@@ -1,12 +1,10 @@
 //! `Group.CallbackAfterGroupDestroyed`: the group was dismissed (members: not sent for
 //! Community groups).
 
-use serde_json::Map;
-
 use super::fields::{members, profile, string};
 use super::{group, group_event, Class, Command};
 use crate::body::{Body, BodyError};
-use crate::event::Parsed;
+use crate::event::{Members, Parsed};
 
 pub const COMMAND: Command = Command {
     name: "Group.CallbackAfterGroupDestroyed",
@@ -17,7 +15,7 @@ pub const COMMAND: Command = Command {
 
 fn read(body: &mut Body) -> Result<Parsed, BodyError> {
     let (group_id, common) = group(body)?;
-    let mut data = Map::new();
+    let mut data = Members::new();
     string(body, "Owner_Account", "owner", &mut data)?;
     profile(body, &mut data)?;
     members(body, "MemberList", &mut data)?;

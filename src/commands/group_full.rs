@@ -1,10 +1,8 @@
 //! `Group.CallbackAfterGroupFull`: the group became full, or a join failed because it is.
 
-use serde_json::Map;
-
 use super::{group, group_event, Class, Command};
 use crate::body::{Body, BodyError};
-use crate::event::Parsed;
+use crate::event::{Members, Parsed};
 
 pub const COMMAND: Command = Command {
     name: "Group.CallbackAfterGroupFull",
@@ -15,5 +13,5 @@ pub const COMMAND: Command = Command {
 
 fn read(body: &mut Body) -> Result<Parsed, BodyError> {
     let (group_id, common) = group(body)?;
-    Ok(group_event(group_id, common, Map::new()))
+    Ok(group_event(group_id, common, Members::new()))
 }

@@ -2,12 +2,10 @@
 //! notification, face, custom fields). Event `tim.group.info_changed`, keyed by GroupId; only
 //! the fields present in the callback appear under `changes`, and an empty string is a change.
 
-use serde_json::{Map, Value};
-
 use super::fields::profile;
 use super::{custom, group, group_event, Class, Command};
 use crate::body::{Body, BodyError};
-use crate::event::Parsed;
+use crate::event::{Members, Parsed};
 
 pub const COMMAND: Command = Command {
     name: "Group.CallbackAfterGroupInfoChanged",
@@ -18,11 +16,11 @@ pub const COMMAND: Command = Command {
 
 fn read(body: &mut Body) -> Result<Parsed, BodyError> {
     let (group_id, common) = group(body)?;
-    let mut changes = Map::new();
+    let mut changes = Members::new();
     profile(body, &mut changes)?;
     custom(body, &mut changes)?;
-    let mut data = Map::new();
-    data.insert("changes".into(), Value::Object(changes));
+    let mut data = Members::new();
+    data.insert("changes", changes);
     Ok(group_event(group_id, common, data))
 }
 
@@ -30,7 +28,7 @@ fn read(body: &mut Body) -> Result<Parsed, BodyError> {
 mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     use super::*;
     use crate::body::BodyLimits;

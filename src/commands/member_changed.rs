@@ -1,11 +1,11 @@
 //! `Group.CallbackAfterMemberFieldChanged`: a member's role or name card changed.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::fields::string;
 use super::{group, group_event, Class, Command};
 use crate::body::{Body, BodyError};
-use crate::event::Parsed;
+use crate::event::{Members, Parsed};
 
 pub const COMMAND: Command = Command {
     name: "Group.CallbackAfterMemberFieldChanged",
@@ -16,9 +16,9 @@ pub const COMMAND: Command = Command {
 
 fn read(body: &mut Body) -> Result<Parsed, BodyError> {
     let (group_id, common) = group(body)?;
-    let mut data = Map::new();
+    let mut data = Members::new();
     let member = body.required("Member_Account")?;
-    data.insert("member".into(), Value::String(member));
+    data.insert("member", Value::String(member));
     string(body, "Role", "role", &mut data)?;
     string(body, "NameCard", "name_card", &mut data)?;
     Ok(group_event(group_id, common, data))

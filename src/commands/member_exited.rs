@@ -1,11 +1,9 @@
 //! `Group.CallbackAfterMemberExit`: members left (`exit_type` Quit) or were removed (Kicked).
 
-use serde_json::Map;
-
 use super::fields::{members, string};
 use super::{group, group_event, Class, Command};
 use crate::body::{Body, BodyError};
-use crate::event::Parsed;
+use crate::event::{Members, Parsed};
 
 pub const COMMAND: Command = Command {
     name: "Group.CallbackAfterMemberExit",
@@ -16,7 +14,7 @@ pub const COMMAND: Command = Command {
 
 fn read(body: &mut Body) -> Result<Parsed, BodyError> {
     let (group_id, common) = group(body)?;
-    let mut data = Map::new();
+    let mut data = Members::new();
     string(body, "ExitType", "exit_type", &mut data)?;
     members(body, "ExitMemberList", &mut data)?;
     Ok(group_event(group_id, common, data))

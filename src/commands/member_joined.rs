@@ -1,11 +1,9 @@
 //! `Group.CallbackAfterNewMemberJoin`: members joined (`join_type` Apply or Invited).
 
-use serde_json::Map;
-
 use super::fields::{members, string};
 use super::{group, group_event, Class, Command};
 use crate::body::{Body, BodyError};
-use crate::event::Parsed;
+use crate::event::{Members, Parsed};
 
 pub const COMMAND: Command = Command {
     name: "Group.CallbackAfterNewMemberJoin",
@@ -16,7 +14,7 @@ pub const COMMAND: Command = Command {
 
 fn read(body: &mut Body) -> Result<Parsed, BodyError> {
     let (group_id, common) = group(body)?;
-    let mut data = Map::new();
+    let mut data = Members::new();
     string(body, "JoinType", "join_type", &mut data)?;
     members(body, "NewMemberList", &mut data)?;
     Ok(group_event(group_id, common, data))

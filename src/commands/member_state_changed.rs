@@ -1,12 +1,10 @@
 //! `Group.CallbackOnMemberStateChange`: AVChatRoom members went online or offline (`state`,
 //! from `EventType`) and why (`cause`, from `EventCause`).
 
-use serde_json::Map;
-
 use super::fields::{members, string};
 use super::{group, group_event, Class, Command};
 use crate::body::{Body, BodyError};
-use crate::event::Parsed;
+use crate::event::{Members, Parsed};
 
 pub const COMMAND: Command = Command {
     name: "Group.CallbackOnMemberStateChange",
@@ -17,7 +15,7 @@ pub const COMMAND: Command = Command {
 
 fn read(body: &mut Body) -> Result<Parsed, BodyError> {
     let (group_id, common) = group(body)?;
-    let mut data = Map::new();
+    let mut data = Members::new();
     string(body, "EventType", "state", &mut data)?;
     string(body, "EventCause", "cause", &mut data)?;
     members(body, "MemberList", &mut data)?;

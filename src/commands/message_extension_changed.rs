@@ -1,12 +1,10 @@
 //! `Group.CallbackAfterGroupMsgExtension`: a message's extensions were set, deleted or
 //! cleared (`operate_type` 1, 2, 3); `extensions` is Tencent's `ExtensionList` verbatim.
 
-use serde_json::Map;
-
 use super::fields::{array, uint};
 use super::{group, group_event, Class, Command};
 use crate::body::{Body, BodyError};
-use crate::event::Parsed;
+use crate::event::{Members, Parsed};
 
 pub const COMMAND: Command = Command {
     name: "Group.CallbackAfterGroupMsgExtension",
@@ -17,7 +15,7 @@ pub const COMMAND: Command = Command {
 
 fn read(body: &mut Body) -> Result<Parsed, BodyError> {
     let (group_id, common) = group(body)?;
-    let mut data = Map::new();
+    let mut data = Members::new();
     uint(body, "MsgSeq", "msg_seq", &mut data)?;
     uint(body, "OperateType", "operate_type", &mut data)?;
     array(

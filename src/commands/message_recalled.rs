@@ -1,11 +1,11 @@
 //! `Group.CallbackAfterRecallMsg`: messages were recalled; `msg_seqs` lists their MsgSeq.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::fields::string;
 use super::{group, group_event, Class, Command};
 use crate::body::{checked_uint, Body, BodyError};
-use crate::event::Parsed;
+use crate::event::{Members, Parsed};
 
 pub const COMMAND: Command = Command {
     name: "Group.CallbackAfterRecallMsg",
@@ -18,7 +18,7 @@ const SHAPE: &str = r#"an array of {"MsgSeq":integer}"#;
 
 fn read(body: &mut Body) -> Result<Parsed, BodyError> {
     let (group_id, common) = group(body)?;
-    let mut data = Map::new();
+    let mut data = Members::new();
     if let Some(entries) = body.list("MsgSeqList", SHAPE)? {
         let mut seqs = Vec::with_capacity(entries.len());
         for entry in entries {
@@ -30,7 +30,7 @@ fn read(body: &mut Body) -> Result<Parsed, BodyError> {
                 .ok_or(BodyError::BadShape("MsgSeqList", SHAPE))?;
             seqs.push(Value::from(checked_uint(seq, "MsgSeqList.MsgSeq")?));
         }
-        data.insert("msg_seqs".into(), Value::Array(seqs));
+        data.insert("msg_seqs", Value::Array(seqs));
     }
     string(body, "TopicId", "topic_id", &mut data)?;
     Ok(group_event(group_id, common, data))

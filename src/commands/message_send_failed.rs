@@ -1,12 +1,10 @@
 //! `Group.CallbackSendMsgException`: sending a group message failed. `error_code` and
 //! `error_info` are the failure Tencent reports in the request, not an answer code.
 
-use serde_json::Map;
-
 use super::fields::{message, string};
 use super::{group, group_event, Class, Command};
 use crate::body::{Body, BodyError};
-use crate::event::Parsed;
+use crate::event::{Members, Parsed};
 
 pub const COMMAND: Command = Command {
     name: "Group.CallbackSendMsgException",
@@ -17,11 +15,11 @@ pub const COMMAND: Command = Command {
 
 fn read(body: &mut Body) -> Result<Parsed, BodyError> {
     let (group_id, common) = group(body)?;
-    let mut data = Map::new();
+    let mut data = Members::new();
     message(body, &mut data)?;
     // ErrorCode may be negative: kept as the integer Tencent sent.
     if let Some(code) = body.value("ErrorCode", "an integer", |v| v.is_i64() || v.is_u64())? {
-        data.insert("error_code".into(), code);
+        data.insert("error_code", code);
     }
     string(body, "ErrorInfo", "error_info", &mut data)?;
     Ok(group_event(group_id, common, data))

@@ -1,12 +1,10 @@
 //! `Group.CallbackAfterSendMsg`: a message was sent in a group. `msg_body` is Tencent's
 //! `MsgBody` verbatim.
 
-use serde_json::Map;
-
 use super::fields::message;
 use super::{group, group_event, Class, Command};
 use crate::body::{Body, BodyError};
-use crate::event::Parsed;
+use crate::event::{Members, Parsed};
 
 pub const COMMAND: Command = Command {
     name: "Group.CallbackAfterSendMsg",
@@ -17,7 +15,7 @@ pub const COMMAND: Command = Command {
 
 fn read(body: &mut Body) -> Result<Parsed, BodyError> {
     let (group_id, common) = group(body)?;
-    let mut data = Map::new();
+    let mut data = Members::new();
     message(body, &mut data)?;
     Ok(group_event(group_id, common, data))
 }

@@ -9,7 +9,7 @@
 use serde_json::{Map, Value};
 
 use crate::body::{checked_string, Body, BodyError, BodyLimits};
-use crate::event::{Common, Event, Origin, Parsed};
+use crate::event::{Common, Event, Members, Origin, Parsed};
 
 pub mod before;
 mod fields;
@@ -178,7 +178,7 @@ pub(crate) fn group(body: &mut Body) -> Result<(String, Common), BodyError> {
 }
 
 /// A group event: keyed by its GroupId, with the command's own fields.
-pub(crate) fn group_event(group_id: String, common: Common, data: Map<String, Value>) -> Parsed {
+pub(crate) fn group_event(group_id: String, common: Common, data: Members) -> Parsed {
     Parsed {
         key: group_id,
         common,
@@ -191,7 +191,7 @@ pub(crate) const CUSTOM_SHAPE: &str = r#"an array of {"Key":string,"Value":strin
 
 /// `UserDefinedDataList` into `custom` (Key -> Value; a repeated Key keeps its last Value)
 /// and, when entries carry other members, `custom_members` (by Key).
-pub(crate) fn custom(body: &mut Body, data: &mut Map<String, Value>) -> Result<(), BodyError> {
+pub(crate) fn custom(body: &mut Body, data: &mut Members) -> Result<(), BodyError> {
     const FIELD: &str = "UserDefinedDataList";
     let max = body.limits().max_field_bytes;
     let Some(entries) = body.list(FIELD, CUSTOM_SHAPE)? else {
@@ -225,9 +225,9 @@ pub(crate) fn custom(body: &mut Body, data: &mut Map<String, Value>) -> Result<(
         }
         custom.insert(key, Value::String(value));
     }
-    data.insert("custom".into(), Value::Object(custom));
+    data.insert("custom", Value::Object(custom));
     if !members.is_empty() {
-        data.insert("custom_members".into(), Value::Object(members));
+        data.insert("custom_members", Value::Object(members));
     }
     Ok(())
 }

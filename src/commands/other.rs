@@ -14,7 +14,7 @@
 use serde_json::{Map, Value};
 
 use crate::body::{checked_time, Body, BodyError, BodyLimits};
-use crate::event::{Common, Event, Origin, Parsed};
+use crate::event::{Common, Event, Members, Origin, Parsed};
 
 pub const EVENT_TYPE: &str = "tim.webhook";
 
@@ -72,9 +72,9 @@ pub(crate) fn webhook(
         operator: text("Operator_Account"),
         event_time_ms: body.get("EventTime").cloned().and_then(time_ms),
     };
-    let mut data = Map::new();
-    data.insert("command".into(), Value::String(command.into()));
-    data.insert("body".into(), Value::Object(body));
+    let mut data = Members::new();
+    data.insert("command", Value::String(command.into()));
+    data.insert("body", Value::Object(body));
     Parsed { key, common, data }
 }
 

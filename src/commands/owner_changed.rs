@@ -1,11 +1,11 @@
 //! `Group.CallbackAfterChangeGroupOwner`: the group's owner changed.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::fields::string;
 use super::{group, group_event, Class, Command};
 use crate::body::{Body, BodyError};
-use crate::event::Parsed;
+use crate::event::{Members, Parsed};
 
 pub const COMMAND: Command = Command {
     name: "Group.CallbackAfterChangeGroupOwner",
@@ -16,10 +16,10 @@ pub const COMMAND: Command = Command {
 
 fn read(body: &mut Body) -> Result<Parsed, BodyError> {
     let (group_id, common) = group(body)?;
-    let mut data = Map::new();
+    let mut data = Members::new();
     string(body, "OldOwner_Account", "old_owner", &mut data)?;
     // Without the new owner the event says nothing.
     let new_owner = body.required("NewOwner_Account")?;
-    data.insert("new_owner".into(), Value::String(new_owner));
+    data.insert("new_owner", Value::String(new_owner));
     Ok(group_event(group_id, common, data))
 }

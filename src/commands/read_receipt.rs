@@ -1,12 +1,10 @@
 //! `Group.CallbackAfterReadReceipt`: read receipts of group messages; `receipts` is Tencent's
 //! `GroupMsgReceiptList` verbatim.
 
-use serde_json::Map;
-
 use super::fields::array;
 use super::{group, group_event, Class, Command};
 use crate::body::{Body, BodyError};
-use crate::event::Parsed;
+use crate::event::{Members, Parsed};
 
 pub const COMMAND: Command = Command {
     name: "Group.CallbackAfterReadReceipt",
@@ -17,7 +15,7 @@ pub const COMMAND: Command = Command {
 
 fn read(body: &mut Body) -> Result<Parsed, BodyError> {
     let (group_id, common) = group(body)?;
-    let mut data = Map::new();
+    let mut data = Members::new();
     array(
         body,
         "GroupMsgReceiptList",

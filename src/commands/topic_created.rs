@@ -1,11 +1,11 @@
 //! `Group.CallbackAfterCreateTopic`: a topic was created in a Community group.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::fields::{profile, string};
 use super::{custom, group, group_event, Class, Command};
 use crate::body::{Body, BodyError};
-use crate::event::Parsed;
+use crate::event::{Members, Parsed};
 
 pub const COMMAND: Command = Command {
     name: "Group.CallbackAfterCreateTopic",
@@ -16,9 +16,9 @@ pub const COMMAND: Command = Command {
 
 fn read(body: &mut Body) -> Result<Parsed, BodyError> {
     let (group_id, common) = group(body)?;
-    let mut data = Map::new();
+    let mut data = Members::new();
     let topic = body.required("TopicId")?;
-    data.insert("topic_id".into(), Value::String(topic));
+    data.insert("topic_id", Value::String(topic));
     string(body, "Owner_Account", "owner", &mut data)?;
     profile(body, &mut data)?;
     custom(body, &mut data)?;

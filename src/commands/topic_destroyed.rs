@@ -1,10 +1,10 @@
 //! `Group.CallbackAfterTopicDestroyed`: topics of a Community group were dismissed.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::{group, group_event, Class, Command};
 use crate::body::{checked_string, Body, BodyError};
-use crate::event::Parsed;
+use crate::event::{Members, Parsed};
 
 pub const COMMAND: Command = Command {
     name: "Group.CallbackAfterTopicDestroyed",
@@ -15,14 +15,14 @@ pub const COMMAND: Command = Command {
 
 fn read(body: &mut Body) -> Result<Parsed, BodyError> {
     let (group_id, common) = group(body)?;
-    let mut data = Map::new();
+    let mut data = Members::new();
     let max = body.limits().max_field_bytes;
     if let Some(ids) = body.list("TopicIdList", "an array of strings")? {
         let ids = ids
             .into_iter()
             .map(|id| checked_string(id, "TopicIdList", max).map(Value::String))
             .collect::<Result<Vec<_>, _>>()?;
-        data.insert("topic_ids".into(), Value::Array(ids));
+        data.insert("topic_ids", Value::Array(ids));
     }
     Ok(group_event(group_id, common, data))
 }

@@ -1,12 +1,10 @@
 //! `Group.CallbackAfterTopicInfoChanged`: a topic's profile changed. `TopicId` is not in
 //! Tencent's documented sample, so it is optional; `changes` is as for group profiles.
 
-use serde_json::{Map, Value};
-
 use super::fields::{profile, string};
 use super::{custom, group, group_event, Class, Command};
 use crate::body::{Body, BodyError};
-use crate::event::Parsed;
+use crate::event::{Members, Parsed};
 
 pub const COMMAND: Command = Command {
     name: "Group.CallbackAfterTopicInfoChanged",
@@ -17,11 +15,11 @@ pub const COMMAND: Command = Command {
 
 fn read(body: &mut Body) -> Result<Parsed, BodyError> {
     let (group_id, common) = group(body)?;
-    let mut data = Map::new();
+    let mut data = Members::new();
     string(body, "TopicId", "topic_id", &mut data)?;
-    let mut changes = Map::new();
+    let mut changes = Members::new();
     profile(body, &mut changes)?;
     custom(body, &mut changes)?;
-    data.insert("changes".into(), Value::Object(changes));
+    data.insert("changes", changes);
     Ok(group_event(group_id, common, data))
 }
