@@ -110,6 +110,7 @@ pub fn server(
             .route("/healthz", web::get().to(healthz))
             .route("/readyz", web::get().to(readyz))
             .route("/metrics", web::get().to(metrics_text))
+            .route("/spool/head", web::get().to(spool_head))
     })
     .workers(1)
     .disable_signals()
@@ -134,6 +135,15 @@ async fn readyz(state: web::Data<AdminState>) -> HttpResponse {
         HttpResponse::ServiceUnavailable()
     };
     response.content_type("text/plain").body(text)
+}
+
+/// For the other replicas (`RELAY_PEERS`): when the oldest event in this relay's spool was
+/// answered, so that theirs do not reach Kafka before it.
+async fn spool_head(state: web::Data<AdminState>) -> HttpResponse {
+    HttpResponse::Ok().json(crate::relay::peers::Head {
+        instance: state.relay.peers.instance().to_string(),
+        oldest_ms: state.relay.spool.oldest_ms(),
+    })
 }
 
 async fn metrics_text(state: web::Data<AdminState>) -> HttpResponse {

@@ -104,8 +104,18 @@ struct Env {
     relay_tls_cert_path: Option<String>,
     /// PEM private key for `RELAY_TLS_CERT_PATH`.
     relay_tls_key_path: Option<String>,
+    /// The other replicas' admin listeners, `host:port`, comma separated (a name may resolve to
+    /// several addresses, e.g. a headless Service): their older spooled events go to Kafka first.
+    relay_peers: Option<String>,
+    /// How long a peer's spool may stand still, while Kafka takes this relay's records, before
+    /// it is no longer waited for.
+    #[serde(default = "default_peer_max_wait")]
+    relay_peer_max_wait_ms: u64,
 }
 
+fn default_peer_max_wait() -> u64 {
+    5000
+}
 fn default_skew() -> u64 {
     60
 }
@@ -202,6 +212,9 @@ pub struct Config {
     pub workers: Option<usize>,
     pub access: AccessRules,
     pub tls: Option<TlsPaths>,
+    /// `RELAY_PEERS`: `host:port` of the other replicas' admin listeners; empty: no waiting.
+    pub peers: Vec<String>,
+    pub peer_max_wait: Duration,
 }
 
 /// Resource bounds for hostile or broken clients.
@@ -453,6 +466,13 @@ impl Config {
         };
         let ack_timeout = Duration::from_millis(env.relay_ack_timeout_ms);
         guard_producer_properties(&producer_properties, ack_timeout)?;
+        let peers = peer_list(env.relay_peers.as_deref())?;
+        if env.relay_peer_max_wait_ms == 0 {
+            return Err(ConfigError::new(
+                "RELAY_PEER_MAX_WAIT_MS",
+                "must be greater than 0",
+            ));
+        }
         Ok(Config {
             sdk_app_id: app_id,
             callback_token: token,
@@ -480,6 +500,8 @@ impl Config {
             workers: env.relay_workers,
             access,
             tls,
+            peers,
+            peer_max_wait: Duration::from_millis(env.relay_peer_max_wait_ms),
         })
     }
 
@@ -529,6 +551,25 @@ fn guard_producer_properties(
         }
     }
     Ok(())
+}
+
+/// `RELAY_PEERS`: comma-separated `host:port`, each with a port number.
+fn peer_list(value: Option<&str>) -> Result<Vec<String>, ConfigError> {
+    value
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| match s.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {
+                Ok(s.to_string())
+            }
+            _ => Err(ConfigError::new(
+                "RELAY_PEERS",
+                format!("`{s}` is not host:port, like tim-relay-headless:9090"),
+            )),
+        })
+        .collect()
 }
 
 /// Whether Kafka accepts `topic` as a topic name.
@@ -588,7 +629,7 @@ impl fmt::Display for Config {
              bootstrap={} topic={} messages_topic={} other_topic={} decision_url={} decision_timeout={}ms \
              decision_fallback={} spool={} spool_max={}B header_timeout={}ms body_timeout={}ms keep_alive={}s \
              max_connections={} max_pending_publishes={} max_custom_fields={} max_field_bytes={} allowed_cidrs={} \
-             trusted_proxies={} tls={}",
+             trusted_proxies={} tls={} peers={} peer_max_wait={}ms",
             self.sdk_app_id,
             if self.callback_token.is_some() {
                 "set (masked)"
@@ -624,6 +665,12 @@ impl fmt::Display for Config {
             list(&self.access.allowed, "any"),
             list(&self.access.trusted_proxies, "none"),
             if self.tls.is_some() { "on" } else { "off" },
+            if self.peers.is_empty() {
+                "none".to_string()
+            } else {
+                self.peers.join(",")
+            },
+            self.peer_max_wait.as_millis(),
         )?;
         for (k, v) in &self.producer_properties {
             let shown = if is_secret_property(k) { "***" } else { v.as_str() };
@@ -795,6 +842,32 @@ mod tests {
         let err = Config::from_vars(vars(&[("TIM_SDK_APP_ID", "1"), ("RELAY_ACK_TIMEOUT_MS", "soon")]))
             .unwrap_err();
         assert_eq!(err.var, "RELAY_ACK_TIMEOUT_MS", "{err}");
+    }
+
+    #[test]
+    fn peers_are_host_port_pairs_and_a_bad_one_names_relay_peers() {
+        let c = Config::from_vars(vars(&[
+            ("TIM_SDK_APP_ID", "1"),
+            ("RELAY_PEERS", " tim-relay-headless:9090, 10.0.0.7:9090 "),
+        ]))
+        .unwrap();
+        assert_eq!(c.peers, ["tim-relay-headless:9090", "10.0.0.7:9090"]);
+        assert_eq!(c.peer_max_wait, Duration::from_secs(5));
+        assert!(Config::from_vars(vars(&[("TIM_SDK_APP_ID", "1")]))
+            .unwrap()
+            .peers
+            .is_empty());
+        for bad in ["tim-relay-headless", "host:", ":9090", "host:http", "host:0"] {
+            let err = Config::from_vars(vars(&[("TIM_SDK_APP_ID", "1"), ("RELAY_PEERS", bad)]))
+                .err()
+                .unwrap_or_else(|| panic!("{bad} accepted"));
+            assert_eq!(err.var, "RELAY_PEERS", "{err}");
+            assert!(err.to_string().contains(bad), "{err}");
+        }
+        let err = Config::from_vars(vars(&[("TIM_SDK_APP_ID", "1"), ("RELAY_PEER_MAX_WAIT_MS", "0")]))
+            .err()
+            .unwrap();
+        assert_eq!(err.var, "RELAY_PEER_MAX_WAIT_MS");
     }
 
     #[test]

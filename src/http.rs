@@ -21,6 +21,7 @@ use crate::log_limit::{LogLimit, Verdict};
 use crate::metrics::{InFlight, Metrics};
 use crate::publish::Publisher;
 use crate::record::Record;
+use crate::relay::peers::Peers;
 use crate::relay::{Delivered, Relay};
 use crate::spool::Spool;
 
@@ -92,7 +93,9 @@ impl Application {
         let publisher = Arc::new(Publisher::new(&config, metrics.duplicates.clone())?);
         let spool = Spool::open(&config.spool_dir, config.spool_max_bytes)
             .map_err(|e| ConfigError::new("RELAY_SPOOL_DIR", e.to_string()))?;
-        let relay = Relay::new(publisher, spool, metrics, config.limits.max_pending_publishes);
+        let peers = Peers::new(config.peers.clone(), config.peer_max_wait, metrics.peer_metrics());
+        let relay =
+            Relay::new(publisher, spool, metrics, config.limits.max_pending_publishes).with_peers(peers);
         let state = web::Data::new(AppState {
             auth: Authenticator::new(
                 config.sdk_app_id.clone(),
@@ -177,6 +180,10 @@ impl Application {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let forwarder = tokio::spawn(self.relay.clone().forward(stopped, self.drain));
         let probe = tokio::spawn(self.readiness.clone().probe_forever(self.relay.clone()));
+        let peers = self.relay.peers.clone();
+        let watch_peers = peers
+            .enabled()
+            .then(|| tokio::spawn(peers.watch_forever(self.relay.clone())));
         let callbacks = self.server.handle();
         let admin = self.admin.handle();
         let admin_task = tokio::spawn(self.admin);
@@ -211,6 +218,9 @@ impl Application {
             Err(e) => log::error!("stopped: producer flush did not run: {e}"),
         }
         probe.abort();
+        if let Some(watch) = watch_peers {
+            watch.abort();
+        }
         admin.stop(true).await;
         let _ = admin_task.await;
         served.map_err(std::io::Error::other)?

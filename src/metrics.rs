@@ -38,6 +38,9 @@ pub struct Metrics {
     spool_bytes: IntGauge,
     spool_dead: IntGauge,
     spool_oldest_age: Gauge,
+    peers_reachable: IntGauge,
+    peers_holding: IntGauge,
+    peer_waits_given_up: IntCounter,
 }
 
 fn counter(name: &str, help: &str) -> IntCounter {
@@ -146,7 +149,22 @@ impl Metrics {
             "Age of the oldest event waiting in the spool (0 when empty)",
         )
         .expect("valid metric");
+        let peers_reachable = gauge(
+            "tim_relay_peers_reachable",
+            "Other replicas (RELAY_PEERS) that answered within the last second",
+        );
+        let peers_holding = gauge(
+            "tim_relay_peers_holding",
+            "Other replicas whose older spooled events this relay's events wait for now",
+        );
+        let peer_waits_given_up = counter(
+            "tim_relay_peer_waits_given_up_total",
+            "Times a replica's spool stood still for RELAY_PEER_MAX_WAIT_MS and was no longer waited for",
+        );
         let collectors: Vec<Box<dyn Collector>> = vec![
+            Box::new(peers_reachable.clone()),
+            Box::new(peers_holding.clone()),
+            Box::new(peer_waits_given_up.clone()),
             Box::new(callbacks.clone()),
             Box::new(publish_seconds.clone()),
             Box::new(callback_seconds.clone()),
@@ -196,6 +214,18 @@ impl Metrics {
             spool_bytes,
             spool_dead,
             spool_oldest_age,
+            peers_reachable,
+            peers_holding,
+            peer_waits_given_up,
+        }
+    }
+
+    /// The gauges and counter the peer watcher keeps.
+    pub fn peer_metrics(&self) -> crate::relay::peers::PeerMetrics {
+        crate::relay::peers::PeerMetrics {
+            reachable: self.peers_reachable.clone(),
+            holding: self.peers_holding.clone(),
+            given_up: self.peer_waits_given_up.clone(),
         }
     }
 

@@ -2,6 +2,7 @@
 //! caller hears OK; the forwarder moves spooled records to Kafka in arrival order.
 
 mod forward;
+pub mod peers;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use crate::metrics::Metrics;
 use crate::publish::{PublishError, Publisher};
 use crate::record::Record;
 use crate::spool::{Spool, SpoolError};
+use peers::Peers;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
@@ -44,25 +46,36 @@ pub struct Relay {
     pub publisher: Arc<Publisher>,
     pub spool: Spool,
     pub metrics: Arc<Metrics>,
+    /// The other replicas whose older spooled events this relay's events wait for.
+    pub peers: Arc<Peers>,
     /// Bounds the callbacks waiting on Kafka's acknowledgement at once.
     waiting: Arc<Semaphore>,
 }
 
 impl Relay {
     pub fn new(publisher: Arc<Publisher>, spool: Spool, metrics: Arc<Metrics>, max_waiting: usize) -> Self {
+        let peers = Peers::new(Vec::new(), Duration::ZERO, metrics.peer_metrics());
         Self {
             publisher,
             spool,
             metrics,
+            peers,
             waiting: Arc::new(Semaphore::new(max_waiting)),
         }
     }
 
-    /// Delivers one record. Straight to Kafka while nothing is spooled and the broker is
-    /// reachable; otherwise, or when Kafka does not acknowledge in time, into the spool, behind
-    /// what is already there, so one group's records keep the order they were answered in.
+    /// Waits for these peers' older spooled events (`RELAY_PEERS`, see [`peers`]).
+    pub fn with_peers(mut self, peers: Arc<Peers>) -> Self {
+        self.peers = peers;
+        self
+    }
+
+    /// Delivers one record. Straight to Kafka while nothing is spooled, the broker is reachable
+    /// and no peer holds older events; otherwise, or when Kafka does not acknowledge in time,
+    /// into the spool, behind what is already there, so one group's records keep the order they
+    /// were answered in.
     pub async fn deliver(&self, record: &Record) -> Result<Delivered, DeliveryError> {
-        if self.spool.is_empty() && !self.publisher.watch().is_down() {
+        if self.spool.is_empty() && !self.publisher.watch().is_down() && self.peers.may_send_now() {
             // A queue of waiters that grows without bound only makes every answer late.
             let _permit = self.waiting.try_acquire().map_err(|_| DeliveryError::Busy)?;
             match self.publisher.publish(record).await {

@@ -316,6 +316,17 @@ impl Spool {
         Ok(batch)
     }
 
+    /// When the oldest waiting entry was spooled (ms since the epoch); `None` when empty.
+    pub fn oldest_ms(&self) -> Option<u64> {
+        if self.is_empty() {
+            return None;
+        }
+        match self.shared.oldest_ms.load(Ordering::Acquire) {
+            0 => None,
+            at => Some(at),
+        }
+    }
+
     /// Age of the oldest waiting entry. Reads two atomics: never touches the database.
     pub fn oldest_age(&self) -> Option<Duration> {
         if self.is_empty() {

@@ -203,7 +203,8 @@ fn run(name: &str, faults: Faults, answers_within_budget: bool) {
     s.note("topic read");
     let t = tally(&sent, &records);
     let line = format!(
-        "{name}: {}; spooled {}; took {:.0} s",
+        "{name}{}: {}; spooled {}; took {:.0} s",
+        if peers_on() { "" } else { " (RELAY_PEERS unset)" },
         t.summary(),
         spooled.join(", "),
         s.started.elapsed().as_secs_f64()
@@ -597,6 +598,13 @@ impl Scenario {
     }
 
     fn start_relay(&mut self, r: usize) {
+        // Every relay's admin address, its own included: a relay recognizes itself by the
+        // instance id in the answer, as it does behind a headless Service.
+        let peers: Vec<String> = self
+            .relays
+            .iter()
+            .map(|relay| format!("127.0.0.1:{}", relay.admin_port))
+            .collect();
         let relay = &self.relays[r];
         let log = OpenOptions::new()
             .create(true)
@@ -613,6 +621,7 @@ impl Scenario {
             .env("KAFKA_TOPIC", &self.topic)
             .env("RELAY_SPOOL_DIR", relay.spool.path())
             .env("RUST_LOG", "info")
+            .envs(peers_on().then(|| ("RELAY_PEERS", peers.join(","))))
             .envs(std::env::vars().filter(|(k, _)| k.starts_with("KAFKA_PRODUCER_")))
             .envs(std::env::var_os("KAFKA_PRODUCER_DEBUG").map(|_| ("RUST_LOG", "info,librdkafka=debug")))
             .stdin(Stdio::null())
@@ -789,6 +798,12 @@ impl Load {
             .collect();
         Load { stop, workers }
     }
+}
+
+/// Whether the relays wait for each other's older spooled events (`RELAY_PEERS`);
+/// `CLUSTER_FAULTS_PEERS=0` measures the relays without it.
+fn peers_on() -> bool {
+    std::env::var("CLUSTER_FAULTS_PEERS").as_deref() != Ok("0")
 }
 
 fn group_id(g: usize) -> String {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::Relay;
+use super::{peers, Relay};
 use crate::publish::{Pending, PublishError};
 use crate::spool::Spooled;
 
@@ -45,6 +45,8 @@ struct Forwarder<'a> {
     next_check: Instant,
     /// Set at the stop: the forwarder returns when the spool is empty or this has passed.
     deadline: Option<Instant>,
+    /// The last fill stopped at a record a peer's older events hold back (`RELAY_PEERS`).
+    held: bool,
 }
 
 impl Relay {
@@ -86,6 +88,7 @@ impl<'a> Forwarder<'a> {
             head_since: now,
             next_check: now,
             deadline: None,
+            held: false,
         }
     }
 
@@ -135,9 +138,10 @@ impl<'a> Forwarder<'a> {
         self.settle_ready(outcome).await;
     }
 
-    /// The end of one wait: `ROUND` from now, or the drain deadline if that comes first.
+    /// The end of one wait: `ROUND` from now (a peer's poll interval while a peer holds records
+    /// back), or the drain deadline if that comes first.
     fn wait_until(&self) -> Instant {
-        let round = Instant::now() + ROUND;
+        let round = Instant::now() + if self.held { peers::POLL } else { ROUND };
         self.deadline.map_or(round, |deadline| deadline.min(round))
     }
 
@@ -151,11 +155,17 @@ impl<'a> Forwarder<'a> {
             Err(e) => return log::error!("forwarder read task failed: {e}"),
         };
         let after = self.last_sent;
+        self.held = false;
         let unsent = batch
             .into_iter()
             .filter(|s: &Spooled| after.is_none_or(|last| s.seq > last));
         for item in unsent {
             if self.window.len() >= WINDOW {
+                break;
+            }
+            if !self.relay.peers.may_send(item.spooled_at_ms) {
+                // A peer still holds events answered before this one; they go first.
+                self.held = true;
                 break;
             }
             let outcome = self.relay.publisher.send_forwarded(&item.record);

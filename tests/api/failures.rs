@@ -6,22 +6,7 @@ use std::time::{Duration, Instant};
 use tim_relay::record::Record;
 use tim_relay::spool::Spool;
 
-use crate::helpers::{create_topic, launch, query, TestApp};
-
-/// A relay pointed at a port where no broker listens (a real refused connection).
-async fn spawn_app_without_broker(extra: &[(&str, &str)]) -> TestApp {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .to_string();
-    let mut vars = vec![
-        ("KAFKA_BOOTSTRAP_SERVERS", closed.as_str()),
-        ("RELAY_ACK_TIMEOUT_MS", "400"),
-    ];
-    vars.extend_from_slice(extra);
-    launch("unreachable".into(), tempfile::tempdir().unwrap(), &vars).await
-}
+use crate::helpers::{create_topic, launch, query, spawn_app_without_broker};
 
 fn metric(text: &str, name: &str) -> f64 {
     text.lines()

@@ -138,6 +138,21 @@ pub async fn launch(topic: String, spool: tempfile::TempDir, extra: &[(&str, &st
     app
 }
 
+/// A relay pointed at a port where no broker listens (a real refused connection).
+pub async fn spawn_app_without_broker(extra: &[(&str, &str)]) -> TestApp {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let mut vars = vec![
+        ("KAFKA_BOOTSTRAP_SERVERS", closed.as_str()),
+        ("RELAY_ACK_TIMEOUT_MS", "400"),
+    ];
+    vars.extend_from_slice(extra);
+    launch("unreachable".into(), tempfile::tempdir().unwrap(), &vars).await
+}
+
 /// Tencent's query string for this app, without Sign.
 pub fn query() -> String {
     format!(

@@ -5,5 +5,6 @@ mod commands;
 mod failures;
 mod health;
 mod helpers;
+mod peers;
 mod publishing;
 mod rejections;

@@ -1,0 +1,91 @@
+//! `RELAY_PEERS`: an event waits for the older events another replica still holds in its spool,
+//! and stops waiting for a replica whose spool stands still while Kafka takes records here.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+use crate::helpers::{query, spawn_app_with, spawn_app_without_broker, TestApp};
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+async fn metric(app: &TestApp, name: &str) -> f64 {
+    let (_, text) = app.admin_get("/metrics").await;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("{name} not in\n{text}"))
+}
+
+#[tokio::test]
+async fn an_event_waits_for_a_peers_older_spooled_event_until_that_peer_is_given_up() {
+    // Replica P cannot reach Kafka: it answers from its spool.
+    let p = spawn_app_without_broker(&[]).await;
+    let before = now_ms();
+    let answer = p
+        .post(&query(), r#"{"GroupId":"@TGS#peers","Name":"first"}"#)
+        .await;
+    assert_eq!(
+        (answer.status, &answer.body["ActionStatus"]),
+        (200, &Value::from("OK"))
+    );
+    let (status, head) = p.admin_get("/spool/head").await;
+    assert_eq!(status, 200, "{head}");
+    let head: Value = serde_json::from_str(&head).unwrap();
+    assert!(head["instance"].as_str().is_some_and(|i| !i.is_empty()), "{head}");
+    let oldest = head["oldest_ms"].as_u64().unwrap_or_else(|| panic!("{head}"));
+    assert!((before..=now_ms()).contains(&oldest), "{head}");
+
+    // Replica R reaches Kafka, and learns from P's admin listener that P holds an older event.
+    let peer = p.admin.trim_start_matches("http://").to_string();
+    let r = spawn_app_with(
+        "peers",
+        &[("RELAY_PEERS", &peer), ("RELAY_PEER_MAX_WAIT_MS", "3000")],
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while metric(&r, "tim_relay_peers_holding").await != 1.0 {
+        assert!(Instant::now() < deadline, "R never saw P's spooled event");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(metric(&r, "tim_relay_peers_reachable").await, 1.0);
+    let answered = Instant::now();
+    let answer = r
+        .post(&query(), r#"{"GroupId":"@TGS#peers","Name":"second"}"#)
+        .await;
+    assert_eq!(
+        (answer.status, &answer.body["ActionStatus"]),
+        (200, &Value::from("OK"))
+    );
+    // Answered from the spool, behind P's older event, not sent straight to Kafka.
+    assert_eq!(metric(&r, "tim_relay_spooled_total").await, 1.0);
+    assert_eq!(metric(&r, "tim_relay_spool_events").await, 1.0);
+    assert_eq!(metric(&r, "tim_relay_forwarded_total").await, 0.0);
+    let (_, own_head) = r.admin_get("/spool/head").await;
+    let own_head: Value = serde_json::from_str(&own_head).unwrap();
+    assert_ne!(own_head["instance"], head["instance"]);
+    assert!(
+        own_head["oldest_ms"].as_u64().is_some_and(|ms| ms > oldest),
+        "{own_head}"
+    );
+
+    // P never reaches Kafka, and its spool stands still while Kafka takes R's records: after
+    // RELAY_PEER_MAX_WAIT_MS R stops waiting for it, and forwards its own event.
+    let records = r.consume(1).await;
+    assert_eq!(
+        records[0].value["changes"]["name"], "second",
+        "{:?}",
+        records[0].value
+    );
+    assert!(
+        answered.elapsed() >= Duration::from_millis(500),
+        "forwarded {:?} after the answer: R did not wait for P",
+        answered.elapsed()
+    );
+    assert_eq!(metric(&r, "tim_relay_peer_waits_given_up_total").await, 1.0);
+    assert_eq!(metric(&r, "tim_relay_peers_holding").await, 0.0);
+    assert_eq!(metric(&r, "tim_relay_spool_events").await, 0.0);
+    // P itself still holds its event: it was never waited out of its spool.
+    assert_eq!(metric(&p, "tim_relay_spool_events").await, 1.0);
+}
