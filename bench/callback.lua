@@ -9,6 +9,10 @@
 --   BENCH_MIX           1: a mix of commands instead of GroupInfoChanged alone (per ten
 --                       requests: 4 GroupInfoChanged, 2 group messages, 1 member joined,
 --                       1 member exited, 1 C2C message (other topic), 1 before-callback)
+--   BENCH_DUMP          a file: init() writes every request there as PATH<TAB>BODY lines and
+--                       exits wrk before its load starts (bench/openloop sends those
+--                       requests): `wrk -t1 -c1 -d1s -s bench/callback.lua URL`, where URL
+--                       must be listening (wrk opens one test connection before init())
 --
 -- Each thread builds every request once in init() (one per GroupId, bodies shaped like
 -- Tencent's examples, with Chinese text and emoji) and then cycles through them, so the
@@ -148,6 +152,11 @@ function init(args)
   end
   local headers = { ["Content-Type"] = "application/json" }
   local event_time = tonumber(request_time) * 1000
+  local dump = os.getenv("BENCH_DUMP")
+  local dump_file = nil
+  if dump ~= nil and dump ~= "" then
+    dump_file = assert(io.open(dump, "w"))
+  end
   for n = 0, groups - 1 do
     local command, body = "Group.CallbackAfterGroupInfoChanged", nil
     if mix then
@@ -156,7 +165,16 @@ function init(args)
       body = body_for(n, event_time)
     end
     body_min, body_max, body_sum = math.min(body_min, #body), math.max(body_max, #body), body_sum + #body
-    requests[n + 1] = wrk.format("POST", path(command), headers, body)
+    if dump_file then
+      -- q() escapes control characters, so a body never holds a tab or a newline.
+      dump_file:write(path(command), "\t", body, "\n")
+    else
+      requests[n + 1] = wrk.format("POST", path(command), headers, body)
+    end
+  end
+  if dump_file then
+    assert(dump_file:close())
+    os.exit(0)
   end
   body_mean = math.floor(body_sum / groups + 0.5)
   -- Threads start at different GroupIds so they do not send the same group in lockstep.

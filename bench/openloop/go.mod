@@ -1,0 +1,3 @@
+module tim-relay/bench/openloop
+
+go 1.22
