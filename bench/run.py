@@ -1,29 +1,46 @@
 #!/usr/bin/env python3
-"""Benchmark driver for scripts/bench.sh (issue 5): the relay against its two ceilings.
+"""Benchmark driver for scripts/bench.sh (issues 5 and 12): the relay against its two ceilings
+and a Go relay of the same contract.
 
 Expects what scripts/bench.sh prepares: `wrk` on PATH, release builds of the relay and of
-examples/ok_server, and a Kafka broker on 127.0.0.1:9092. Then, on 127.0.0.1 only:
+examples/ok_server, the Go relay and the open-loop load generator (BENCH_GO_RELAY and
+BENCH_OPENLOOP: their binaries; empty: not run), and a Kafka broker on 127.0.0.1:9092
+(KAFKA_PORT). Then, on 127.0.0.1 only:
 
   0. baselines: the relay built from earlier revisions (BENCH_COMPARE in scripts/bench.sh, passed
                here as BENCH_BASELINES=label=binary,...), each exactly like step 1, so the
                report can give each change as a before/after ratio from one run;
   1. relay:    target/release/tim-relay (Sign checking on, a fresh 3-partition topic, a temp
                spool), a warm-up, then each concurrency level with wrk + bench/callback.lua;
+               the Go relay (bench/go-relay: net/http + franz-go, acks=all, idempotent) runs
+               beside it on a topic of its own, same load, rounds alternating; then, while they
+               still run, the open loop: each relay at each fixed rate (BENCH_OPEN_RATES) with
+               bench/openloop, the same bodies, latency from each request's scheduled time;
   2. record size: the mean size of the change events the relay produced (consumed back);
   3. producer ceiling: Kafka's ProducerPerformance with that record size, acks=all, idempotent;
-  4. HTTP ceiling: examples/ok_server (same listener, same worker count) under the same wrk levels;
+  4. HTTP ceiling: examples/ok_server (same listener, same worker count) under the same wrk levels,
+     and the open loop at the same rates (what the load tool and a bare answer cost);
   5. results/bench.md (also printed), results/bench.json, results/bench.png.
 
 Why wrk: its Lua hooks build a different request per call, so the GroupId (and with it the
 Kafka key and partition) varies over 10,000 groups and every body is realistic; oha and ab
 repeat one fixed body. wrk (not wrk2) runs a closed loop: N connections, each sending its
-next request as soon as the previous answer arrives.
+next request as soon as the previous answer arrives, so a slow answer also slows the load and
+queueing stays hidden. The open loop is bench/openloop (Go, standard library): it sends at a
+fixed rate whatever the answers, over up to BENCH_OPEN_CONNECTIONS connections, and measures
+each request from the time it was due, so a stall is charged to every request it delayed (no
+coordinated omission). It sends the bodies bench/callback.lua builds (written out with
+BENCH_DUMP). wrk2 would do the same but is not packaged by Debian; vegeta, also open-loop,
+times a request from when it is actually sent and only checks the status code.
 
 Knobs (environment): BENCH_SECONDS (10) per level, BENCH_WARMUP_SECONDS (3),
 BENCH_LEVELS (1,16,64,256), BENCH_PORT (a free port), BENCH_PERF_RECORDS (300000),
 BENCH_KEEP_TOPICS (0: the bench topics are deleted at the end), BENCH_ROUNDS (1, or 3 with a
-baseline: rounds per level, median reported), BENCH_WAITING_CEILING_US (0: off; else the HTTP
-ceiling runs again, waiting that long before each answer, as the relay waits for Kafka).
+baseline or the Go relay: rounds per level, median reported), BENCH_WAITING_CEILING_US (0: off;
+else the HTTP ceiling runs again, waiting that long before each answer, as the relay waits for
+Kafka), BENCH_OPEN_RATES (1000,5000 req/s; empty or 0: no open loop), BENCH_OPEN_SECONDS (20
+per rate and server, after 2 s sent but not measured), BENCH_OPEN_CONNECTIONS (128: most
+requests in flight).
 Only the standard library is needed; matplotlib, when importable, draws the plot.
 """
 
@@ -65,9 +82,18 @@ KEEP_TOPICS = os.environ.get("BENCH_KEEP_TOPICS", "0") == "1"
 # label=binary pairs set by scripts/bench.sh from BENCH_COMPARE.
 BASELINES = [tuple(pair.split("=", 1)) for pair in os.environ.get("BENCH_BASELINES", "").split(",") if pair]
 RELAY_BIN = REPO / "target" / "release" / "tim-relay"
-# Rounds per level: with a baseline, 3 alternating rounds and the median, since one 10 s run on
-# a shared 2-core machine can differ from the next by a third.
-ROUNDS = int(os.environ.get("BENCH_ROUNDS") or (3 if BASELINES else 1))
+# The Go relay of the same contract (bench/go-relay) and the open-loop load generator
+# (bench/openloop), built by scripts/bench.sh; empty: not run.
+GO_RELAY_BIN = os.environ.get("BENCH_GO_RELAY") or None
+GO_RELAY = "Go relay"
+OPENLOOP_BIN = os.environ.get("BENCH_OPENLOOP") or None
+OPEN_RATES = [int(r) for r in os.environ.get("BENCH_OPEN_RATES", "1000,5000").split(",") if r.strip() not in ("", "0")]
+OPEN_SECONDS = int(os.environ.get("BENCH_OPEN_SECONDS") or 20)
+OPEN_WARMUP_SECONDS = 2
+OPEN_CONNECTIONS = int(os.environ.get("BENCH_OPEN_CONNECTIONS") or 128)
+# Rounds per level: with a baseline or the Go relay, 3 alternating rounds and the median, since
+# one 10 s run on a shared 2-core machine can differ from the next by a third.
+ROUNDS = int(os.environ.get("BENCH_ROUNDS") or (3 if BASELINES or GO_RELAY_BIN else 1))
 # When set, the HTTP ceiling runs a second time waiting this long before each answer, as the
 # relay waits for Kafka: the cost of the HTTP exchange alone when answers are not immediate.
 WAITING_US = int(os.environ.get("BENCH_WAITING_CEILING_US") or 0)
@@ -345,6 +371,105 @@ def run_wrk(port, connections, seconds, server_pid):
     }
 
 
+def dump_requests(port, path):
+    """The requests bench/callback.lua builds (fresh RequestTime and Sign), written to `path` as
+    PATH<TAB>BODY lines for bench/openloop. wrk runs the script's init() and exits before its
+    load starts; it only opens one test connection to `port` first, which must be listening."""
+    env = {**os.environ, **sign_env(), "BENCH_DUMP": str(path)}
+    cmd = ["wrk", "-t", "1", "-c", "1", "-d", "1s", "-s", str(LUA), f"http://127.0.0.1:{port}{CALLBACK_PATH}"]
+    proc = spawn(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=60)
+    finally:
+        stop(proc)
+    if proc.returncode != 0 or not Path(path).is_file() or not Path(path).stat().st_size:
+        raise RuntimeError(f"wrk could not write the requests for the open loop (code {proc.returncode}):\n{out}\n{err}")
+
+
+def run_open_loop(port, rate, server_pid):
+    """One open-loop run at `rate` req/s: bench/openloop, OPEN_SECONDS measured after
+    OPEN_WARMUP_SECONDS at the same rate; the server's CPU and RSS over the whole run."""
+    with tempfile.TemporaryDirectory(prefix="tim-relay-bench-open-") as tmp:
+        requests_file = Path(tmp) / "requests.txt"
+        dump_requests(port, requests_file)
+        cmd = [OPENLOOP_BIN, "-url", f"http://127.0.0.1:{port}", "-requests", str(requests_file),
+               "-rate", str(rate), "-duration", f"{OPEN_SECONDS}s", "-warmup", f"{OPEN_WARMUP_SECONDS}s",
+               "-connections", str(OPEN_CONNECTIONS), "-timeout", WRK_TIMEOUT]
+        cpu0 = cpu_seconds(server_pid)
+        kafka_pid = broker_pid()
+        kafka_cpu0 = cpu_seconds(kafka_pid)
+        tool_cpu0 = children_cpu()  # only the load tool is reaped in between
+        sampler = RssSampler(server_pid)
+        sampler.start()
+        wall0 = time.monotonic()
+        proc = spawn(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            out, err = proc.communicate(timeout=OPEN_SECONDS + OPEN_WARMUP_SECONDS + 90)
+        finally:
+            stop(proc)
+            rss_max = sampler.finish()
+    wall = time.monotonic() - wall0
+    cpu = cpu_seconds(server_pid) - cpu0
+    tool_cpu = children_cpu() - tool_cpu0
+    kafka_cpu1 = cpu_seconds(kafka_pid)
+    kafka_cpu = kafka_cpu1 - kafka_cpu0 if kafka_cpu0 is not None and kafka_cpu1 is not None else None
+    line = next((l for l in out.splitlines() if l.startswith("OPENLOOP_RESULT ")), None)
+    if proc.returncode != 0 or line is None:
+        raise RuntimeError(f"bench/openloop failed (code {proc.returncode}):\n{out}\n{err}")
+    o = json.loads(line.removeprefix("OPENLOOP_RESULT "))
+    # The server's CPU over the whole run (warm-up included), per request sent in that time.
+    sent = round(rate * (OPEN_SECONDS + OPEN_WARMUP_SECONDS))
+    return {
+        "rate": rate,
+        "seconds": OPEN_SECONDS,
+        "connections": OPEN_CONNECTIONS,
+        "requests": o["requests"],
+        "sent_rps": o["sent_rps"],
+        "answered_rps": o["answered_rps"],
+        "p50_ms": o["p50_us"] / 1000,
+        "p90_ms": o["p90_us"] / 1000,
+        "p99_ms": o["p99_us"] / 1000,
+        "p999_ms": o["p999_us"] / 1000,
+        "max_ms": o["max_us"] / 1000,
+        "mean_ms": o["mean_us"] / 1000,
+        "errors": o["errors"],
+        "sample_error": o["sample_error"] or None,
+        "wait_p99_ms": o["wait_p99_us"] / 1000,
+        "sched_lag_p99_ms": o["sched_lag_p99_us"] / 1000,
+        "sched_lag_max_ms": o["sched_lag_max_us"] / 1000,
+        "max_in_flight": o["max_in_flight"],
+        "rss_max_mib": rss_max / 1024,
+        "cpu_s": cpu,
+        "cpu_cores": cpu / wall,
+        "cpu_us_per_req": cpu / sent * 1e6,
+        "loadgen_cpu_s": tool_cpu,
+        "kafka_cpu_s": kafka_cpu,
+        "openloop_stderr": err.strip(),
+    }
+
+
+def open_loops(servers):
+    """Every rate in OPEN_RATES for every server [(name, proc, port)], the order alternating
+    from one rate to the next. Returns {name: [row per rate]}."""
+    rows = {name: [] for name, _, _ in servers}
+    if not (OPEN_RATES and OPENLOOP_BIN):
+        return rows
+    for i, rate in enumerate(OPEN_RATES):
+        for name, proc, port in (servers if i % 2 == 0 else servers[::-1]):
+            log(f"{name}: open loop at {rate} req/s for {OPEN_SECONDS}s (+{OPEN_WARMUP_SECONDS}s unmeasured)")
+            row = run_open_loop(port, rate, proc.pid)
+            log(f"{name}: open loop {rate} req/s: answered {row['answered_rps']:.0f} req/s, "
+                f"p50 {row['p50_ms']:.2f} ms, p99 {row['p99_ms']:.2f} ms, p99.9 {row['p999_ms']:.2f} ms, "
+                f"errors {row['errors']}, CPU {row['cpu_us_per_req']:.1f} µs/req, "
+                f"scheduler lag p99 {row['sched_lag_p99_ms']:.2f} ms")
+            if row["errors"]:
+                log(f"{name} open loop {rate} req/s: {row['errors']} errors; sample: {row['sample_error']}")
+            rows[name].append(row)
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with code {proc.returncode} during the open loop")
+    return rows
+
+
 def preflight(name, port):
     """One callback by hand before any load: a bad Sign or a refused body shows here, with its answer."""
     env = sign_env()
@@ -418,7 +543,10 @@ def report_errors(name, what, row):
 
 
 def log_path(name):
-    """results/relay.log, results/ok_server.log, results/relay-<label>.log for a baseline."""
+    """results/relay.log, results/ok_server.log, results/relay-<label>.log for a baseline,
+    results/go-relay.log."""
+    if name == GO_RELAY:
+        return RESULTS / "go-relay.log"
     if name == "http-ceiling":
         return RESULTS / "ok_server.log"
     if name.startswith("http-waiting"):
@@ -457,15 +585,16 @@ def stop_relay(name, proc):
         log(f"{name} exited with code {code}; see {log_path(name).relative_to(REPO)}")
 
 
-def bench_relays(relays):
+def bench_relays(relays, open_loop=True):
     """relays: [(name, topic, port, spool_dir, binary)]; all run at once, measured in turn.
-    Returns {name: (warm-up row, rows, final counters)}."""
+    Returns {name: (warm-up row, rows, final counters, open-loop rows)}."""
     servers = []
     try:
         for name, topic, port, spool_dir, binary in relays:
             servers.append((name, start_relay(topic, port, spool_dir, binary, name), port))
         results = run_levels(servers)
-        return {name: (*results[name], relay_counters(port)) for name, _, port in servers}
+        opened = open_loops(servers) if open_loop else {name: [] for name, _, _ in servers}
+        return {name: (*results[name], relay_counters(port), opened[name]) for name, _, port in servers}
     finally:
         for name, proc, _ in servers:
             stop_relay(name, proc)
@@ -479,7 +608,9 @@ def bench_ok_server(port, delay_us=0):
                      stdout=server_log, stderr=subprocess.STDOUT)
     try:
         wait_http(proc, port, "/healthz", "ok_server")
-        return run_levels([(name, proc, port)])[name][1]
+        rows = run_levels([(name, proc, port)])[name][1]
+        # The open loop against the bare answer: what the load tool itself adds to the latencies.
+        return rows, (open_loops([(name, proc, port)])[name] if not delay_us else [])
     finally:
         stop(proc)
 
@@ -538,6 +669,10 @@ def machine():
         commit += " (with uncommitted changes)"
     mem_kib = int(first("/proc/meminfo", "MemTotal").split()[0])
     wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0]
+    go_version = None
+    if (GO_RELAY_BIN or OPENLOOP_BIN) and shutil.which("go"):
+        go_version = subprocess.run(["go", "env", "GOVERSION"], capture_output=True, text=True).stdout.strip()
+    franz_go = re.search(r"github\.com/twmb/franz-go (v\S+)", (REPO / "bench/go-relay/go.mod").read_text())
     return {
         "nproc": len(os.sched_getaffinity(0)),
         "cpu": first("/proc/cpuinfo", "model name"),
@@ -549,6 +684,8 @@ def machine():
         "wrk": wrk_version.split(" Copyright")[0].strip(),
         "kafka": os.environ.get("KAFKA_VERSION", "4.4.0"),
         "workers": int(os.environ.get("RELAY_WORKERS") or len(os.sched_getaffinity(0))),
+        "go": go_version,
+        "franz_go": franz_go[1] if franz_go else None,
     }
 
 
@@ -585,6 +722,15 @@ def markdown(r):
         f"- relay: target/release/tim-relay, {m['workers']} HTTP workers, topic with 3 partitions, acks=all, "
         f"RUST_LOG=warn; HTTP ceiling: examples/ok_server ({m['workers']} workers, same listener, "
         "reads the body and answers the fixed OK body)",
+    ]
+    if r.get("go_relay"):
+        lines.append(
+            f"- Go relay: bench/go-relay, net/http + franz-go {m.get('franz_go') or '?'} ({m.get('go') or 'go ?'}), "
+            "the same checks (app id, Sign) and the same event (mean "
+            f"{r.get('go_event_bytes')} B against the relay's {r.get('event_bytes')} B), ProduceSync per "
+            "callback, franz-go's defaults (acks=all, idempotent); a topic of its own with 3 partitions, "
+            "same broker, same load")
+    lines += [
         "- everything (wrk, servers, Kafka broker) shares this machine; errors = non-200 answers + socket "
         "errors; RSS max = highest VmRSS sampled every 100 ms during the level; CPU s = the server's "
         "utime+stime during the level (CPU cores = that over the wall time; CPU µs/req = that per answered "
@@ -599,14 +745,18 @@ def markdown(r):
     ]
     baselines = r.get("baselines") or []
     waiting = r.get("http_waiting") or []
+    go = r.get("go_relay") or []
     for i, (relay, http) in enumerate(zip(r["relay"], r["http_ceiling"])):
         servers = [(f"relay @ {b['label']}", b["rows"][i]) for b in baselines]
-        servers += [("relay", relay), ("HTTP ceiling", http)]
+        servers.append(("relay", relay))
+        if go:
+            servers.append((GO_RELAY, go[i]))
+        servers.append(("HTTP ceiling", http))
         if waiting:
             servers.append((f"HTTP waiting {r['settings']['waiting_us']} µs", waiting[i]))
         for name, row in servers:
             ratio_http = ratio_prod = ratio_both = ""
-            if name.startswith("relay"):
+            if name.startswith("relay") or name == GO_RELAY:
                 ratio_http = f"{row['rps'] / http['rps']:.1%}" if http["rps"] else "n/a"
                 ratio_prod = f"{row['rps'] / p['rps']:.1%}" if p and p["rps"] else "n/a"
                 both = both_ceilings(http, p)
@@ -626,6 +776,45 @@ def markdown(r):
                 f"| {new['connections']} | {old['rps']:,.0f} | {new['rps']:,.0f} | {new['rps'] / old['rps']:.2f}x "
                 f"| {old['p99_ms']:.2f} | {new['p99_ms']:.2f} | {new['p99_ms'] / old['p99_ms']:.2f}x "
                 f"| {cpu_us(old)} | {cpu_us(new)} |")
+    if go:
+        lines += ["", "The relay against the Go relay (net/http + franz-go), same run, same load, same broker:", "",
+                  "| conns | req/s relay | req/s Go | relay / Go | p50 ms relay | Go | p99 ms relay | Go "
+                  "| p99.9 ms relay | Go | CPU µs/req relay | Go | RSS max MiB relay | Go | errors relay | Go |",
+                  "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+        for rust, g in zip(r["relay"], go):
+            lines.append(
+                f"| {rust['connections']} | {rust['rps']:,.0f} | {g['rps']:,.0f} | {rust['rps'] / g['rps']:.2f}x "
+                f"| {rust['p50_ms']:.2f} | {g['p50_ms']:.2f} | {rust['p99_ms']:.2f} | {g['p99_ms']:.2f} "
+                f"| {rust['p999_ms']:.2f} | {g['p999_ms']:.2f} | {cpu_us(rust)} | {cpu_us(g)} "
+                f"| {rust['rss_max_mib']:.1f} | {g['rss_max_mib']:.1f} | {rust['errors']} | {g['errors']} |")
+    open_series = [(f"relay @ {b['label']}", b.get("open_loop") or []) for b in baselines]
+    open_series.append(("relay", r.get("relay_open_loop") or []))
+    if go:
+        open_series.append((GO_RELAY, r.get("go_relay_open_loop") or []))
+    open_series.append(("HTTP ceiling", r.get("http_ceiling_open_loop") or []))
+    if any(rows for _, rows in open_series):
+        st = r["settings"]
+        lines += ["", f"Open loop (bench/openloop): requests sent at a fixed rate whatever the answers, up to "
+                  f"{st['open_connections']} in flight, {st['open_seconds']} s measured per rate after "
+                  f"{st['open_warmup_seconds']} s unmeasured; latency from each request's scheduled send time, so "
+                  "time queued behind a slow answer counts. Queue p99 = scheduled time to the start of the send; "
+                  "sched lag = how late the tool's own scheduler woke (a floor under every latency); CPU µs/req = "
+                  "the server's CPU over the run per request sent:", "",
+                  "| server | rate req/s | answered req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors "
+                  "| CPU µs/req | RSS max MiB | most in flight | queue p99 ms | sched lag p99 ms | load tool CPU s "
+                  "| Kafka CPU s |",
+                  "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+        for i, rate in enumerate(st["open_rates"]):
+            for name, rows in open_series:
+                if i >= len(rows):
+                    continue
+                o = rows[i]
+                lines.append(
+                    f"| {name} | {rate:,} | {o['answered_rps']:,.0f} | {o['p50_ms']:.2f} | {o['p90_ms']:.2f} "
+                    f"| {o['p99_ms']:.2f} | {o['p999_ms']:.2f} | {o['max_ms']:.2f} | {o['errors']} "
+                    f"| {o['cpu_us_per_req']:.1f} | {o['rss_max_mib']:.1f} | {o['max_in_flight']} "
+                    f"| {o['wait_p99_ms']:.2f} | {o['sched_lag_p99_ms']:.2f} | {o['loadgen_cpu_s']:.2f} "
+                    f"| {fmt(o['kafka_cpu_s'])} |")
     mixed = r.get("relay_mixed") or []
     if mixed:
         lines += ["", "Mixed commands (BENCH_MIX=1, the current relay alone): per ten requests 4 GroupInfoChanged, "
@@ -673,7 +862,10 @@ def plot(r, path):
         return False
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     series = [(f"relay @ {b['label']}", b["rows"], "^:") for b in r.get("baselines") or []]
-    series += [("relay", r["relay"], "o-"), ("HTTP ceiling", r["http_ceiling"], "s--")]
+    series.append(("relay", r["relay"], "o-"))
+    if r.get("go_relay"):
+        series.append((GO_RELAY, r["go_relay"], "v-"))
+    series.append(("HTTP ceiling", r["http_ceiling"], "s--"))
     if r.get("http_waiting"):
         series.append((f"HTTP waiting {r['settings']['waiting_us']} µs", r["http_waiting"], "d-."))
     for name, rows, style in series:
@@ -704,6 +896,11 @@ def main():
     if not 1 <= SECONDS <= 50:
         # Every request of a wrk run carries the RequestTime (and Sign) computed when it started.
         raise RuntimeError("BENCH_SECONDS must be 1-50: the relay refuses a RequestTime more than 60 s old")
+    if OPEN_RATES and not 1 <= OPEN_SECONDS <= 50:
+        raise RuntimeError("BENCH_OPEN_SECONDS must be 1-50: the relay refuses a RequestTime more than 60 s old")
+    if OPEN_RATES and not OPENLOOP_BIN:
+        raise RuntimeError("BENCH_OPEN_RATES is set but BENCH_OPENLOOP (the load generator) is not; "
+                           "run through scripts/bench.sh")
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     RESULTS.mkdir(exist_ok=True)
@@ -716,15 +913,19 @@ def main():
     report = {"machine": machine(), "settings": {
         "seconds": SECONDS, "warmup_seconds": WARMUP_SECONDS, "levels": LEVELS, "groups": GROUPS,
         "port": port, "relay_topic": relay_topic, "perf_topic": perf_topic, "perf_records": PERF_RECORDS,
-        "rounds": ROUNDS, "waiting_us": WAITING_US},
+        "rounds": ROUNDS, "waiting_us": WAITING_US, "open_rates": OPEN_RATES, "open_seconds": OPEN_SECONDS,
+        "open_warmup_seconds": OPEN_WARMUP_SECONDS, "open_connections": OPEN_CONNECTIONS,
+        "go_relay": GO_RELAY_BIN},
         "baselines": []}
     created = []
     try:
         log(f"topics {relay_topic} and {perf_topic} (3 partitions); port {port}")
         baseline_topics = [f"tim-relay-bench-{run_id}-base{i}" for i in range(len(BASELINES))]
+        go_topic = f"tim-relay-bench-{run_id}-go"
+        go_topics = [go_topic] if GO_RELAY_BIN else []
         EXTRA_TOPICS.update({"KAFKA_MESSAGES_TOPIC": f"{relay_topic}-messages",
                              "KAFKA_OTHER_TOPIC": f"{relay_topic}-other"})
-        for topic in (relay_topic, perf_topic, *baseline_topics, *EXTRA_TOPICS.values()):
+        for topic in (relay_topic, perf_topic, *baseline_topics, *go_topics, *EXTRA_TOPICS.values()):
             kafka_tool("topics", "--create", "--topic", topic, "--partitions", "3", "--replication-factor", "1")
             created.append(topic)
 
@@ -735,15 +936,26 @@ def main():
             spool_dirs.append(base_spool)
             relays.append((f"relay @ {label}", topic, free_port(), base_spool, binary))
         relays.append(("relay", relay_topic, port, spool_dir, RELAY_BIN))
+        if GO_RELAY_BIN:
+            # Same environment as the relay (it reads the same variable names); no spool.
+            log(f"peer: the Go relay ({GO_RELAY_BIN}) on topic {go_topic}")
+            relays.append((GO_RELAY, go_topic, free_port(), spool_dir, GO_RELAY_BIN))
         results = bench_relays(relays)
         for (label, binary), (name, *_) in zip(BASELINES, relays):
-            _, rows, outcomes = results[name]
-            report["baselines"].append({"label": label, "binary": binary, "rows": rows, "outcomes": outcomes})
-        report["relay_warmup"], report["relay"], report["relay_outcomes_total"] = results["relay"]
+            _, rows, outcomes, opened = results[name]
+            report["baselines"].append({"label": label, "binary": binary, "rows": rows, "outcomes": outcomes,
+                                        "open_loop": opened})
+        (report["relay_warmup"], report["relay"], report["relay_outcomes_total"],
+         report["relay_open_loop"]) = results["relay"]
         report["body_bytes"] = report["relay_warmup"]["body_bytes"]
         report["event_bytes"], report["event_size_sample"] = event_size(
             relay_topic, report["body_bytes"]["mean"] or 600)
         log(f"mean change event: {report['event_bytes']} B over {report['event_size_sample']} records")
+        if GO_RELAY_BIN:
+            _, report["go_relay"], _, report["go_relay_open_loop"] = results[GO_RELAY]
+            report["go_event_bytes"], report["go_event_size_sample"] = event_size(go_topic, 0)
+            log(f"Go relay: mean change event {report['go_event_bytes']} B "
+                f"over {report['go_event_size_sample']} records")
 
         log(f"producer ceiling: {PERF_RECORDS} records of {report['event_bytes']} B")
         report["producer_ceiling"] = producer_ceiling(perf_topic, report["event_bytes"])
@@ -755,15 +967,16 @@ def main():
             try:
                 mixed_spool = tempfile.mkdtemp(prefix="tim-relay-bench-spool-")
                 spool_dirs.append(mixed_spool)
-                mixed = bench_relays([("relay, mixed commands", relay_topic, free_port(), mixed_spool, RELAY_BIN)])
+                mixed = bench_relays([("relay, mixed commands", relay_topic, free_port(), mixed_spool, RELAY_BIN)],
+                                     open_loop=False)
                 report["relay_mixed"] = mixed["relay, mixed commands"][1]
                 report["relay_mixed_outcomes_total"] = mixed["relay, mixed commands"][2]
             finally:
                 os.environ.pop("BENCH_MIX", None)
 
-        report["http_ceiling"] = bench_ok_server(port)
+        report["http_ceiling"], report["http_ceiling_open_loop"] = bench_ok_server(port)
         if WAITING_US:
-            report["http_waiting"] = bench_ok_server(port, WAITING_US)
+            report["http_waiting"], _ = bench_ok_server(port, WAITING_US)
     finally:
         stop_all()
         for d in spool_dirs:
