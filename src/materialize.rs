@@ -548,7 +548,7 @@ impl Materializer {
                 log::warn!("a fold transaction failed and is aborted; its events are read again: {e}");
                 self.metrics.transactions.with_label_values(&["aborted"]).inc();
                 let mut tries = 0;
-                while let Err(abort) = self.producer.abort_transaction(CALL_TIMEOUT) {
+                while let Err(abort) = abort_transaction(&self.producer, CALL_TIMEOUT) {
                     tries += 1;
                     let fatal = matches!(&abort, KafkaError::Transaction(t) if t.is_fatal());
                     if fatal || tries == 5 {
@@ -659,6 +659,25 @@ impl Materializer {
     }
 }
 
+/// Aborts the producer's open transaction. librdkafka's abort purges what is still queued, then
+/// waits until every message of the transaction is accounted for, delivery reports included. A
+/// `BaseProducer` serves those only when polled: its `commit_transaction` does so (through
+/// `flush`), its `abort_transaction` does not, so it timed out whenever the transaction had sent
+/// a record. A thread polls the producer while the abort runs.
+fn abort_transaction(producer: &BaseProducer, timeout: Duration) -> Result<(), KafkaError> {
+    let aborting = AtomicBool::new(true);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while aborting.load(Ordering::Relaxed) {
+                producer.poll(Duration::from_millis(50));
+            }
+        });
+        let result = producer.abort_transaction(timeout);
+        aborting.store(false, Ordering::Relaxed);
+        result
+    })
+}
+
 /// Reads the state topic's `partitions` from the beginning to the end of what is committed.
 /// Gives up (with an error) once `stop` is set.
 /// Tells `health` the loop is alive while it reads.
@@ -749,5 +768,50 @@ pub fn run(config: StateConfig) -> Result<(), StateError> {
         Ok(Err(StateError::Stopped)) => Ok(()),
         Ok(result) => result,
         Err(_) => Err(StateError::Setup("the fold loop panicked".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::mocking::MockCluster;
+
+    /// A fold transaction that fails after its documents were sent (its offsets refused, say,
+    /// after a rebalance or a coordinator move) must be aborted, so that its events are folded
+    /// again by this process; it used to time out on the unserved delivery reports, five times,
+    /// before the materializer gave up and exited.
+    #[test]
+    fn a_transaction_that_sent_records_is_aborted_at_once() {
+        let cluster = MockCluster::new(1).expect("mock cluster");
+        cluster.create_topic("state", 1, 1).expect("topic");
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", cluster.bootstrap_servers())
+            .set("transactional.id", "fold-test")
+            .create()
+            .expect("producer");
+        producer
+            .init_transactions(CALL_TIMEOUT)
+            .expect("init_transactions");
+        for round in 0..2 {
+            producer.begin_transaction().expect("begin");
+            for i in 0..100 {
+                let key = format!("@TGS#{i}");
+                producer
+                    .send(BaseRecord::<str, str>::to("state").key(&key).payload("{}"))
+                    .expect("queued");
+            }
+            // Most are delivered by the time the abort begins; their reports are not served.
+            std::thread::sleep(Duration::from_millis(500));
+            let started = Instant::now();
+            abort_transaction(&producer, Duration::from_secs(10))
+                .unwrap_or_else(|e| panic!("round {round}: the abort failed: {e}"));
+            assert!(started.elapsed() < Duration::from_secs(5), "round {round}");
+        }
+        // The producer goes on: the next transaction commits.
+        producer.begin_transaction().expect("begin after the aborts");
+        producer
+            .send(BaseRecord::<str, str>::to("state").key("k").payload("{}"))
+            .expect("queued");
+        producer.commit_transaction(CALL_TIMEOUT).expect("commit");
     }
 }
