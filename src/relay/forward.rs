@@ -112,8 +112,10 @@ impl<'a> Forwarder<'a> {
         let until = self.wait_until();
         let stopping = self.deadline.is_some();
         let Some(head) = self.window.front_mut() else {
+            let held = self.held;
             tokio::select! {
                 _ = self.relay.spool.appended() => {}
+                _ = self.relay.peers.moved(), if held => {}
                 _ = stop.changed(), if !stopping => {}
                 _ = tokio::time::sleep_until(until.into()) => {}
             }

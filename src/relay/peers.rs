@@ -26,11 +26,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use prometheus::{IntCounter, IntGauge};
 use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
 
 use super::Relay;
 
 /// How often each peer is asked for its spool's head.
-pub const POLL: Duration = Duration::from_millis(25);
+pub const POLL: Duration = Duration::from_millis(10);
 /// Events of one group answered by different replicas at least this far apart reach the topic in
 /// the order they were answered. Also the clock difference between replicas that is tolerated.
 pub const SLACK: Duration = Duration::from_millis(250);
@@ -65,6 +66,8 @@ pub struct Peers {
     max_wait: Duration,
     /// The hold in ms since the epoch; 0: none.
     hold_ms: AtomicU64,
+    /// Woken when the hold moves, so a held forwarder sends at once.
+    moved: Notify,
     pub metrics: PeerMetrics,
 }
 
@@ -92,6 +95,7 @@ impl Peers {
             targets,
             max_wait,
             hold_ms: AtomicU64::new(0),
+            moved: Notify::new(),
             metrics,
         })
     }
@@ -116,6 +120,11 @@ impl Peers {
     pub fn may_send(&self, at_ms: u64) -> bool {
         self.hold()
             .is_none_or(|hold| at_ms < hold + SLACK.as_millis() as u64)
+    }
+
+    /// Resolves when the hold moves (never, without peers).
+    pub async fn moved(&self) {
+        self.moved.notified().await
     }
 
     /// Whether an event answered now may go straight to Kafka.
@@ -163,7 +172,10 @@ impl Peers {
                     self.max_wait
                 );
             }
-            self.hold_ms.store(verdict.hold.unwrap_or(0), Ordering::Release);
+            let hold = verdict.hold.unwrap_or(0);
+            if self.hold_ms.swap(hold, Ordering::AcqRel) != hold {
+                self.moved.notify_waiters();
+            }
             self.metrics.reachable.set(verdict.reachable);
             self.metrics.holding.set(verdict.holding);
         }
