@@ -320,6 +320,11 @@ impl Materializer {
                     key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
                     payload: m.payload().map(<[u8]>::to_vec),
                 }),
+                // A fatal consumer error: this consumer reads nothing more, ever (seen after the
+                // group coordinator's node died: FENCED_INSTANCE_ID on rejoining). Polling on
+                // would leave a live, ready instance that folds nothing; stopping lets a restart
+                // take its place, as for a fatal transactional error.
+                Some(Err(e @ KafkaError::MessageConsumptionFatal(_))) => return Err(e.into()),
                 Some(Err(e)) => {
                     log::warn!("reading {}: {e}", self.config.topic);
                     None
@@ -775,6 +780,42 @@ pub fn run(config: StateConfig) -> Result<(), StateError> {
 mod tests {
     use super::*;
     use rdkafka::mocking::MockCluster;
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+    /// librdkafka makes FENCED_INSTANCE_ID fatal for a consumer: it never reads again. The fold
+    /// must stop (and be restarted), not go on polling a dead consumer.
+    #[test]
+    fn a_fatal_consumer_error_stops_the_fold() {
+        let cluster = MockCluster::new(1).expect("mock cluster");
+        cluster.create_topic("events", 1, 1).expect("topic");
+        cluster.create_topic("state", 1, 1).expect("topic");
+        let vars = [
+            ("KAFKA_BOOTSTRAP_SERVERS", cluster.bootstrap_servers()),
+            ("KAFKA_TOPIC", "events".into()),
+            ("KAFKA_STATE_TOPIC", "state".into()),
+            ("RELAY_STATE_INSTANCE_ID", "state-0".into()),
+            ("KAFKA_CLIENT_HEARTBEAT_INTERVAL_MS", "200".into()),
+        ];
+        let config = StateConfig::from_vars(vars.map(|(k, v)| (k.to_string(), v))).expect("config");
+        // The group coordinator's answer once another member holds this instance id.
+        cluster.request_errors(
+            RDKafkaApiKey::Heartbeat,
+            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID],
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        let materializer =
+            Materializer::new(config, Arc::new(StateMetrics::new()), Health::new(), stop.clone())
+                .expect("materializer");
+        let (done, ended) = std::sync::mpsc::channel();
+        std::thread::spawn(move || done.send(materializer.run()));
+        let result = ended.recv_timeout(Duration::from_secs(30));
+        stop.store(true, Ordering::Relaxed);
+        match result {
+            Ok(Err(StateError::Kafka(KafkaError::MessageConsumptionFatal(_)))) => {}
+            Ok(other) => panic!("the fold ended otherwise: {other:?}"),
+            Err(_) => panic!("the fold went on for 30 s after its consumer was fenced"),
+        }
+    }
 
     /// A fold transaction that fails after its documents were sent (its offsets refused, say,
     /// after a rebalance or a coordinator move) must be aborted, so that its events are folded
