@@ -149,6 +149,10 @@ pub enum StateError {
     Setup(String),
     #[error("Kafka: {0}")]
     Kafka(#[from] KafkaError),
+    /// An error librdkafka makes fatal (a fenced producer or consumer): this process cannot go
+    /// on, a restart of the instance can.
+    #[error("fatal Kafka error (a restart takes over): {0}")]
+    Fatal(KafkaError),
     #[error("a document in the state topic is not one the materializer wrote: {0}")]
     Corrupt(String),
     #[error("stopped")]
@@ -324,7 +328,7 @@ impl Materializer {
                 // group coordinator's node died: FENCED_INSTANCE_ID on rejoining). Polling on
                 // would leave a live, ready instance that folds nothing; stopping lets a restart
                 // take its place, as for a fatal transactional error.
-                Some(Err(e @ KafkaError::MessageConsumptionFatal(_))) => return Err(e.into()),
+                Some(Err(e @ KafkaError::MessageConsumptionFatal(_))) => return Err(StateError::Fatal(e)),
                 Some(Err(e)) => {
                     log::warn!("reading {}: {e}", self.config.topic);
                     None
@@ -548,7 +552,7 @@ impl Materializer {
             Err(e) => {
                 let fatal = matches!(&e, KafkaError::Transaction(t) if t.is_fatal());
                 if fatal {
-                    return Err(e.into());
+                    return Err(StateError::Fatal(e));
                 }
                 log::warn!("a fold transaction failed and is aborted; its events are read again: {e}");
                 self.metrics.transactions.with_label_values(&["aborted"]).inc();
@@ -556,7 +560,10 @@ impl Materializer {
                 while let Err(abort) = abort_transaction(&self.producer, CALL_TIMEOUT) {
                     tries += 1;
                     let fatal = matches!(&abort, KafkaError::Transaction(t) if t.is_fatal());
-                    if fatal || tries == 5 {
+                    if fatal {
+                        return Err(StateError::Fatal(abort));
+                    }
+                    if tries == 5 {
                         // A restart fences this producer and the broker aborts the transaction.
                         return Err(abort.into());
                     }
@@ -811,7 +818,7 @@ mod tests {
         let result = ended.recv_timeout(Duration::from_secs(30));
         stop.store(true, Ordering::Relaxed);
         match result {
-            Ok(Err(StateError::Kafka(KafkaError::MessageConsumptionFatal(_)))) => {}
+            Ok(Err(StateError::Fatal(KafkaError::MessageConsumptionFatal(_)))) => {}
             Ok(other) => panic!("the fold ended otherwise: {other:?}"),
             Err(_) => panic!("the fold went on for 30 s after its consumer was fenced"),
         }
