@@ -218,13 +218,24 @@ pub fn ensure_state_topic(config: &StateConfig) -> Result<i32, StateError> {
             }
         }
     }
-    let described = runtime
-        .block_on(admin.describe_configs([&ResourceSpecifier::Topic(&config.state_topic)], &options))?;
-    let policy = described
-        .into_iter()
-        .next()
-        .and_then(Result::ok)
-        .and_then(|r| r.get("cleanup.policy").and_then(|e| e.value.clone()));
+    // A topic created a moment ago may not be known yet to the broker that answers (on a cluster
+    // of several): its configuration and partitions are asked for again, for up to 10 s, before
+    // they are judged.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (policy, state) = loop {
+        let described = runtime
+            .block_on(admin.describe_configs([&ResourceSpecifier::Topic(&config.state_topic)], &options));
+        let policy = described
+            .as_ref()
+            .ok()
+            .and_then(|d| d.first()?.as_ref().ok()?.get("cleanup.policy")?.value.clone());
+        let state = partitions_of(&config.state_topic)?.unwrap_or(0);
+        if (policy.is_some() && state > 0) || Instant::now() >= deadline {
+            described?;
+            break (policy, state);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
     if policy.as_deref() != Some("compact") {
         return Err(StateError::Setup(format!(
             "the state topic {} (KAFKA_STATE_TOPIC) has cleanup.policy={}; it must be `compact` \
@@ -233,7 +244,6 @@ pub fn ensure_state_topic(config: &StateConfig) -> Result<i32, StateError> {
             policy.unwrap_or_else(|| "unknown".into())
         )));
     }
-    let state = partitions_of(&config.state_topic)?.unwrap_or(0);
     if state < events {
         return Err(StateError::Setup(format!(
             "the state topic {} has {state} partitions, fewer than the {events} of {}: partition p \
