@@ -11,6 +11,7 @@
 #   scripts/kafka-cluster.sh bootstrap               (prints the bootstrap list)
 #   scripts/kafka-cluster.sh leader TOPIC PARTITION  (prints its leader's node id, -1 if none)
 #   scripts/kafka-cluster.sh controller              (prints the active controller's node id)
+#   scripts/kafka-cluster.sh txn-coordinator TRANSACTIONAL_ID  (prints its transaction coordinator's node id)
 #   scripts/kafka-cluster.sh topics ARGS...          (org.apache.kafka.tools.TopicCommand)
 #   scripts/kafka-cluster.sh quorum ARGS...          (org.apache.kafka.tools.MetadataQuorumCommand)
 #
@@ -19,8 +20,9 @@
 # three brokers are registered and unfenced, `start-node N` once broker N is.
 # stop/stop-node: SIGTERM (controlled shutdown: leadership moves away first),
 # then wait for the exit; kill/kill-node: SIGKILL. Data is kept; `reset` wipes
-# it. bootstrap, leader, controller and status print to stdout, messages go to
-# stderr. status: one line per node; exit 0 if all run, 3 if none, else 1.
+# it. bootstrap, leader, controller, txn-coordinator and status print to stdout,
+# messages go to stderr. status: one line per node; exit 0 if all run, 3 if
+# none, else 1.
 #
 # Knobs: KAFKA_CLUSTER_PORT_BASE (19292), KAFKA_CLUSTER_CONTROLLER_PORT_BASE
 # (19392), KAFKA_CLUSTER_DIR (<repo>/target/kafka-cluster), KAFKA_CLUSTER_HEAP
@@ -251,6 +253,33 @@ controller() {
       err=$(first_error "$out")
     fi
     ((SECONDS < deadline)) || die "no answer from an active controller within 30s: $err"
+    sleep 0.5
+  done
+}
+
+# The node that coordinates transactional id $1's transactions (the leader of its partition of
+# __transaction_state), as that coordinator itself says: Kafka's TransactionsCommand describe
+# asks the coordinator, and prints its id in column CoordinatorId. Right after the coordinator's
+# node dies, the look-up fails (not the coordinator, coordinator loading) until the new one has
+# loaded the transaction log, so this retries with fresh short-lived clients for up to 30 s. An
+# id the cluster does not know fails at once.
+txn_coordinator() {
+  local tid=$1 deadline=$((SECONDS + 30)) out id err=''
+  [[ -n $tid ]] || die "usage: $0 txn-coordinator TRANSACTIONAL_ID"
+  while :; do
+    if out=$(tool_java org.apache.kafka.tools.TransactionsCommand --bootstrap-server "$BOOTSTRAP" \
+      --command-config <(admin_props 10000 3000) describe --transactional-id "$tid" 2>&1); then
+      # "CoordinatorId TransactionalId ProducerId ...", then one row (padded columns).
+      id=$(awk -v t="$tid" '
+        !c { for (i = 1; i <= NF; i++) { if ($i == "CoordinatorId") c = i; if ($i == "TransactionalId") n = i }; next }
+        n && $n == t { print $c; exit }' <<<"$out")
+      if [[ $id =~ ^[0-9]+$ ]]; then echo "$id"; return 0; fi
+      err="no CoordinatorId for $tid in: $out"
+    else
+      err=$(grep -m1 -e 'Failed to describe' <<<"$out") || err=$(first_error "$out")
+      [[ $err == *"could not be found"* ]] && die "the cluster knows no transactional id '$tid': $err"
+    fi
+    ((SECONDS < deadline)) || die "no answer from the transaction coordinator of '$tid' within 30s: $err"
     sleep 0.5
   done
 }
@@ -506,7 +535,7 @@ reset() {
   say "deleted $DIR"
 }
 
-usage() { sed -n '2,33p' "$SELF" | sed 's/^# \{0,1\}//' >&2; exit "$1"; }
+usage() { sed -n '2,35p' "$SELF" | sed 's/^# \{0,1\}//' >&2; exit "$1"; }
 
 cmd=${1:-}; [[ $# -gt 0 ]] && shift
 # One lifecycle change at a time (lock on this script, opened read-only; the
@@ -546,6 +575,10 @@ case $cmd in
     fetch; leader "$1" "$2"
     ;;
   controller) fetch; controller ;;
+  txn-coordinator)
+    [[ $# -eq 1 ]] || die "usage: $0 txn-coordinator TRANSACTIONAL_ID"
+    fetch; txn_coordinator "$1"
+    ;;
   topics | quorum)
     fetch; cds_for tools
     main=org.apache.kafka.tools.TopicCommand
