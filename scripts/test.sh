@@ -4,6 +4,9 @@
 # offline, the alert rules checked and unit-tested with promtool).
 # Without KAFKA_BOOTSTRAP_SERVERS it starts the local broker (scripts/kafka.sh) and stops it
 # again afterwards if it was not already running. Extra arguments go to `cargo test`.
+# Then the fault tests against a three-node cluster (tests/cluster.rs, scripts/cluster-faults.sh),
+# bounded to CLUSTER_FAULTS_SECS=20 of load per scenario (the full run, 60 s each, is
+# `bash scripts/cluster-faults.sh`); TEST_CLUSTER_FAULTS_SECS changes the bound.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -22,3 +25,4 @@ if [[ -f target/fault-logs/summary.txt ]]; then
   echo "fault tests (tests/fault.rs):"
   cat target/fault-logs/summary.txt
 fi
+CLUSTER_FAULTS_SECS=${TEST_CLUSTER_FAULTS_SECS:-20} bash scripts/cluster-faults.sh

@@ -114,7 +114,7 @@ struct Env {
 }
 
 fn default_peer_max_wait() -> u64 {
-    5000
+    10_000
 }
 fn default_skew() -> u64 {
     60
@@ -852,7 +852,7 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(c.peers, ["tim-relay-headless:9090", "10.0.0.7:9090"]);
-        assert_eq!(c.peer_max_wait, Duration::from_secs(5));
+        assert_eq!(c.peer_max_wait, Duration::from_secs(10));
         assert!(Config::from_vars(vars(&[("TIM_SDK_APP_ID", "1")]))
             .unwrap()
             .peers

@@ -22,7 +22,9 @@
 //!
 //! Knobs: `CLUSTER_FAULTS_SECS` (each scenario's load runs at least this long, default 60; the
 //! faults take what they take, and the load runs on for 5 s after the last); `KAFKA_PRODUCER_*`
-//! reach both relays, as in `tests/fault.rs`.
+//! and `RELAY_ACK_TIMEOUT_MS` reach both relays, as in `tests/fault.rs`;
+//! `CLUSTER_FAULTS_PEERS=0` runs the relays without `RELAY_PEERS`, to measure order across
+//! relays without it.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::OpenOptions;
@@ -622,7 +624,10 @@ impl Scenario {
             .env("RELAY_SPOOL_DIR", relay.spool.path())
             .env("RUST_LOG", "info")
             .envs(peers_on().then(|| ("RELAY_PEERS", peers.join(","))))
-            .envs(std::env::vars().filter(|(k, _)| k.starts_with("KAFKA_PRODUCER_")))
+            .envs(
+                std::env::vars()
+                    .filter(|(k, _)| k.starts_with("KAFKA_PRODUCER_") || k == "RELAY_ACK_TIMEOUT_MS"),
+            )
             .envs(std::env::var_os("KAFKA_PRODUCER_DEBUG").map(|_| ("RUST_LOG", "info,librdkafka=debug")))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))

@@ -109,6 +109,7 @@ impl<'a> Forwarder<'a> {
             self.progress = Instant::now();
         }
         self.check_producer().await;
+        self.relay.peers.set_blocked(self.held && self.window.is_empty());
         let until = self.wait_until();
         let stopping = self.deadline.is_some();
         let Some(head) = self.window.front_mut() else {

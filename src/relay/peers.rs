@@ -10,17 +10,22 @@
 //! Each relay serves the answer time of the oldest event in its spool on its admin listener
 //! (`GET /spool/head`) and polls its peers' every [`POLL`]. The earliest head among the peers
 //! it waits for is the *hold*: an event answered at `t` goes to Kafka (directly or from the
-//! spool) only when `t < hold + SLACK`, that is once every peer has forwarded what it answered
-//! more than [`SLACK`] before `t`. Events answered closer together than that may still cross.
+//! spool) only when `t < hold + slack`, that is once every peer has forwarded what it answered
+//! more than the slack before `t`. Events answered closer together than that may still cross.
+//! The slack is [`SLACK`], or [`SLACK_SHARE`] of the hold's age if that is more: after a long
+//! outage the replicas forward in step by at least that much answer time per round, so an
+//! hour's backlog takes minutes, not another hour, at the price of coarser order within it.
 //!
 //! A peer is not waited for when it has not answered for [`GONE_AFTER`] (it crashed or is
 //! stopping: what it spooled is forwarded when it starts again, and may then land behind newer
 //! events), nor when its head has not moved for `RELAY_PEER_MAX_WAIT_MS` while this relay could
-//! reach Kafka (the peer cannot: waiting longer would stall every replica for one sick one).
+//! have sent and had nothing in flight (the peer cannot reach Kafka: waiting longer would stall
+//! every replica for one sick one). A relay with records of its own in flight does not count:
+//! both may wait on the same partition's new leader.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -35,6 +40,8 @@ pub const POLL: Duration = Duration::from_millis(10);
 /// Events of one group answered by different replicas at least this far apart reach the topic in
 /// the order they were answered. Also the clock difference between replicas that is tolerated.
 pub const SLACK: Duration = Duration::from_millis(250);
+/// The slack grows to this share (1/40) of the hold's age: 750 ms for events that waited 30 s.
+pub const SLACK_SHARE: u64 = 40;
 /// A peer that has not answered for this long is not waited for.
 pub const GONE_AFTER: Duration = Duration::from_secs(1);
 /// How long one poll may take.
@@ -68,6 +75,10 @@ pub struct Peers {
     hold_ms: AtomicU64,
     /// Woken when the hold moves, so a held forwarder sends at once.
     moved: Notify,
+    /// Set by the forwarder: it has nothing in flight, and a peer's hold is all that keeps it
+    /// from sending. Only then does a peer's standing spool count as the peer's fault: with a
+    /// record of its own in flight this relay may be stuck on the same partition leader.
+    blocked: AtomicBool,
     pub metrics: PeerMetrics,
 }
 
@@ -96,6 +107,7 @@ impl Peers {
             max_wait,
             hold_ms: AtomicU64::new(0),
             moved: Notify::new(),
+            blocked: AtomicBool::new(false),
             metrics,
         })
     }
@@ -118,8 +130,19 @@ impl Peers {
 
     /// Whether an event answered at `at_ms` may go to Kafka now.
     pub fn may_send(&self, at_ms: u64) -> bool {
-        self.hold()
-            .is_none_or(|hold| at_ms < hold + SLACK.as_millis() as u64)
+        self.may_send_at(at_ms, now_ms())
+    }
+
+    fn may_send_at(&self, at_ms: u64, now_ms: u64) -> bool {
+        self.hold().is_none_or(|hold| {
+            let slack = (SLACK.as_millis() as u64).max(now_ms.saturating_sub(hold) / SLACK_SHARE);
+            at_ms < hold + slack
+        })
+    }
+
+    /// The forwarder says whether only a peer's hold keeps it from sending (see `blocked`).
+    pub fn set_blocked(&self, blocked: bool) {
+        self.blocked.store(blocked, Ordering::Release);
     }
 
     /// Resolves when the hold moves (never, without peers).
@@ -155,7 +178,10 @@ impl Peers {
                     Err(e) => log::debug!("peer {target}: cannot resolve: {e}"),
                 }
             }
-            let can_send = !relay.publisher.watch().is_down();
+            // A peer's spool standing still counts against it only while Kafka takes records
+            // here and this relay has nothing of its own in flight that could be stuck the same way.
+            let can_send = !relay.publisher.watch().is_down()
+                && (relay.spool.is_empty() || self.blocked.load(Ordering::Acquire));
             for (addr, answer) in asked {
                 if let Ok(Some(head)) = answer.await {
                     if head.instance != self.instance {
@@ -348,12 +374,25 @@ mod tests {
     fn an_event_waits_for_peers_events_answered_more_than_the_slack_before_it() {
         let p = peers();
         p.hold_ms.store(10_000, Ordering::Release);
-        assert!(p.may_send(9_000), "older than the peer's oldest");
-        assert!(p.may_send(10_249), "within the slack");
+        let now = 10_500;
+        assert!(p.may_send_at(9_000, now), "older than the peer's oldest");
+        assert!(p.may_send_at(10_249, now), "within the slack");
         assert!(
-            !p.may_send(10_250),
+            !p.may_send_at(10_250, now),
             "answered after the peer's oldest by the slack"
         );
-        assert!(!p.may_send(20_000));
+        assert!(!p.may_send_at(20_000, now));
+    }
+
+    #[test]
+    fn the_slack_grows_with_the_age_of_the_hold() {
+        let p = peers();
+        p.hold_ms.store(10_000, Ordering::Release);
+        // Held for 30 s: 750 ms.
+        assert!(p.may_send_at(10_749, 40_000));
+        assert!(!p.may_send_at(10_750, 40_000));
+        // Held for an hour: 90 s.
+        assert!(p.may_send_at(99_999, 3_610_000));
+        assert!(!p.may_send_at(100_000, 3_610_000));
     }
 }
