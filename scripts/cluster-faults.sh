@@ -20,7 +20,8 @@
 # tests/fault.rs (run by scripts/test.sh, so by CI), which holds 19092/19093. Brokers on CLUSTER_FAULTS_PORT_BASE (19292..19294), controllers on
 # CLUSTER_FAULTS_CONTROLLER_PORT_BASE (19392..19394), data in CLUSTER_FAULTS_DIR
 # (target/kafka-cluster-faults). Other knobs: CLUSTER_FAULTS_SECS (each scenario's load runs at
-# least this long, default 60), KAFKA_PRODUCER_* (reach both relays), and kafka-cluster.sh's own
+# least this long, default 60), KAFKA_PRODUCER_* and RELAY_ACK_TIMEOUT_MS (reach both relays),
+# CLUSTER_FAULTS_PEERS=0 (relays without RELAY_PEERS), and kafka-cluster.sh's own
 # KAFKA_CLUSTER_HEAP / _OPTS / _SESSION_TIMEOUT_MS.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
