@@ -44,6 +44,9 @@ pub const SLACK: Duration = Duration::from_millis(250);
 pub const SLACK_SHARE: u64 = 40;
 /// A peer that has not answered for this long is not waited for.
 pub const GONE_AFTER: Duration = Duration::from_secs(1);
+/// How often `RELAY_PEERS` is resolved again (a headless Service's addresses follow its pods);
+/// between, the addresses found last are asked.
+const RESOLVE_EVERY: Duration = Duration::from_secs(2);
 /// How long one poll may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_millis(250);
 
@@ -162,6 +165,8 @@ impl Peers {
             Err(e) => return log::error!("cannot poll the peers (RELAY_PEERS): {e}"),
         };
         let mut views = Views::default();
+        let mut addrs: Vec<SocketAddr> = Vec::new();
+        let mut resolved: Option<Instant> = None;
         let mut last = Instant::now();
         let mut ticker = tokio::time::interval(POLL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -169,15 +174,20 @@ impl Peers {
             ticker.tick().await;
             let elapsed = last.elapsed();
             last = Instant::now();
-            let mut asked = Vec::new();
-            for target in &self.targets {
-                match tokio::net::lookup_host(target.as_str()).await {
-                    Ok(found) => {
-                        asked.extend(found.map(|addr| (addr, tokio::spawn(ask(client.clone(), addr)))))
+            if resolved.is_none_or(|at| at.elapsed() >= RESOLVE_EVERY) {
+                addrs.clear();
+                for target in &self.targets {
+                    match tokio::net::lookup_host(target.as_str()).await {
+                        Ok(found) => addrs.extend(found),
+                        Err(e) => log::debug!("peer {target}: cannot resolve: {e}"),
                     }
-                    Err(e) => log::debug!("peer {target}: cannot resolve: {e}"),
                 }
+                resolved = Some(Instant::now());
             }
+            let asked: Vec<_> = addrs
+                .iter()
+                .map(|&addr| (addr, tokio::spawn(ask(client.clone(), addr))))
+                .collect();
             // A peer's spool standing still counts against it only while Kafka takes records
             // here and this relay has nothing of its own in flight that could be stuck the same way.
             let can_send = !relay.publisher.watch().is_down()
