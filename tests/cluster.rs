@@ -45,6 +45,10 @@ use serde_json::Value;
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
+#[path = "support/cluster.rs"]
+mod cluster_support;
+use cluster_support::{cluster_script, lock_cluster};
+
 const BIN: &str = env!("CARGO_BIN_EXE_tim-relay");
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 const NODES: [u32; 3] = [1, 2, 3];
@@ -162,7 +166,9 @@ fn run(name: &str, faults: Faults, answers_within_budget: bool) {
         .enable_all()
         .build()
         .expect("runtime");
-    let _one_at_a_time = lock_cluster();
+    let logs = PathBuf::from(REPO).join("target/cluster-logs");
+    std::fs::create_dir_all(&logs).expect("log dir");
+    let _one_at_a_time = lock_cluster(&logs);
     let mut s = Scenario::new(rt.handle().clone(), name);
     for relay in 0..RELAYS.len() {
         s.start_relay(relay);
@@ -268,47 +274,6 @@ fn run(name: &str, faults: Faults, answers_within_budget: bool) {
         "{line}\n\nproblems:\n{}",
         s.problems.join("\n")
     );
-}
-
-/// One scenario at a time on the cluster, also when the test threads are not limited to one.
-fn lock_cluster() -> std::fs::File {
-    let dir = PathBuf::from(REPO).join("target/cluster-logs");
-    std::fs::create_dir_all(&dir).expect("log dir");
-    let path = dir.join("cluster-test.lock");
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .expect("lock file");
-    if file.try_lock().is_err() {
-        eprintln!(
-            "another cluster scenario holds {}; waiting for it",
-            path.display()
-        );
-        file.lock().expect("lock the cluster");
-    }
-    file
-}
-
-/// `bash scripts/kafka-cluster.sh ARGS...`: its stdout, or its stderr when it fails. The
-/// `KAFKA_CLUSTER_*` variables of this process reach it, so it finds the cluster that
-/// `scripts/cluster-faults.sh` started.
-fn cluster_script(args: &[&str]) -> Result<String, String> {
-    let out = Command::new("bash")
-        .arg(format!("{REPO}/scripts/kafka-cluster.sh"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run bash scripts/kafka-cluster.sh: {e}"))?;
-    match out.status.success() {
-        true => Ok(String::from_utf8_lossy(&out.stdout).trim().to_string()),
-        false => Err(format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )),
-    }
 }
 
 /// One relay: its ports (kept), its spool dir and log, and its process.

@@ -69,6 +69,10 @@ use tim_relay::materialize::StateError;
 mod state_model;
 use state_model::{delivery, histories, Histories, Rng, Truth};
 
+#[path = "support/cluster.rs"]
+mod cluster_support;
+use cluster_support::{cluster_script, lock_cluster};
+
 const BIN: &str = env!("CARGO_BIN_EXE_tim-relay");
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 const NAME: &str = "transaction coordinator killed under the fold (kill -9)";
@@ -481,44 +485,6 @@ fn logs_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(REPO).join("target/cluster-logs"));
     std::fs::create_dir_all(&dir).expect("log dir");
     dir
-}
-
-/// One scenario at a time on the cluster (`tests/cluster.rs` takes the same lock).
-fn lock_cluster(dir: &std::path::Path) -> std::fs::File {
-    let path = dir.join("cluster-test.lock");
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .expect("lock file");
-    if file.try_lock().is_err() {
-        eprintln!(
-            "another cluster scenario holds {}; waiting for it",
-            path.display()
-        );
-        file.lock().expect("lock the cluster");
-    }
-    file
-}
-
-/// `bash scripts/kafka-cluster.sh ARGS...`: its stdout, or its stderr when it fails. The
-/// `KAFKA_CLUSTER_*` variables of this process reach it.
-fn cluster_script(args: &[&str]) -> Result<String, String> {
-    let out = Command::new("bash")
-        .arg(format!("{REPO}/scripts/kafka-cluster.sh"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run bash scripts/kafka-cluster.sh: {e}"))?;
-    match out.status.success() {
-        true => Ok(String::from_utf8_lossy(&out.stdout).trim().to_string()),
-        false => Err(format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )),
-    }
 }
 
 /// A command of `kafka-cluster.sh`, on the timeline; a failure ends the scenario.
