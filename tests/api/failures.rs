@@ -6,13 +6,7 @@ use std::time::{Duration, Instant};
 use tim_relay::record::Record;
 use tim_relay::spool::Spool;
 
-use crate::helpers::{create_topic, launch, query, spawn_app_without_broker};
-
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.trim().parse().ok()))
-        .unwrap_or_else(|| panic!("{name} not in\n{text}"))
-}
+use crate::helpers::{create_topic, launch, metric, query, spawn_app_without_broker};
 
 #[tokio::test]
 async fn with_kafka_unreachable_callbacks_are_spooled_and_answered_ok_in_time() {

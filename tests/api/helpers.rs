@@ -153,6 +153,13 @@ pub async fn spawn_app_without_broker(extra: &[(&str, &str)]) -> TestApp {
     launch("unreachable".into(), tempfile::tempdir().unwrap(), &vars).await
 }
 
+/// The value of the first sample named `name` (labels included) in a `/metrics` text.
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("{name} not in\n{text}"))
+}
+
 /// Tencent's query string for this app, without Sign.
 pub fn query() -> String {
     format!(
@@ -189,6 +196,12 @@ impl TestApp {
     /// GET on the admin listener.
     pub async fn admin_get(&self, path: &str) -> (u16, String) {
         self.get_from(&self.admin, path).await
+    }
+
+    /// One sample's value from the admin listener's `/metrics`.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let (_, text) = self.admin_get("/metrics").await;
+        metric(&text, name)
     }
 
     async fn get_from(&self, base: &str, path: &str) -> (u16, String) {

@@ -5,17 +5,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use crate::helpers::{query, spawn_app_with, spawn_app_without_broker, TestApp};
+use crate::helpers::{query, spawn_app_with, spawn_app_without_broker};
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
-}
-
-async fn metric(app: &TestApp, name: &str) -> f64 {
-    let (_, text) = app.admin_get("/metrics").await;
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.trim().parse().ok()))
-        .unwrap_or_else(|| panic!("{name} not in\n{text}"))
 }
 
 #[tokio::test]
@@ -45,11 +38,11 @@ async fn an_event_waits_for_a_peers_older_spooled_event_until_that_peer_is_given
     )
     .await;
     let deadline = Instant::now() + Duration::from_secs(5);
-    while metric(&r, "tim_relay_peers_holding").await != 1.0 {
+    while r.metric("tim_relay_peers_holding").await != 1.0 {
         assert!(Instant::now() < deadline, "R never saw P's spooled event");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(metric(&r, "tim_relay_peers_reachable").await, 1.0);
+    assert_eq!(r.metric("tim_relay_peers_reachable").await, 1.0);
     // Events answered less than 250 ms apart may cross; these two are further apart.
     while now_ms() < oldest + 600 {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -63,9 +56,9 @@ async fn an_event_waits_for_a_peers_older_spooled_event_until_that_peer_is_given
         (200, &Value::from("OK"))
     );
     // Answered from the spool, behind P's older event, not sent straight to Kafka.
-    assert_eq!(metric(&r, "tim_relay_spooled_total").await, 1.0);
-    assert_eq!(metric(&r, "tim_relay_spool_events").await, 1.0);
-    assert_eq!(metric(&r, "tim_relay_forwarded_total").await, 0.0);
+    assert_eq!(r.metric("tim_relay_spooled_total").await, 1.0);
+    assert_eq!(r.metric("tim_relay_spool_events").await, 1.0);
+    assert_eq!(r.metric("tim_relay_forwarded_total").await, 0.0);
     let (_, own_head) = r.admin_get("/spool/head").await;
     let own_head: Value = serde_json::from_str(&own_head).unwrap();
     assert_ne!(own_head["instance"], head["instance"]);
@@ -87,9 +80,9 @@ async fn an_event_waits_for_a_peers_older_spooled_event_until_that_peer_is_given
         "forwarded {:?} after the answer: R did not wait for P",
         answered.elapsed()
     );
-    assert_eq!(metric(&r, "tim_relay_peer_waits_given_up_total").await, 1.0);
-    assert_eq!(metric(&r, "tim_relay_peers_holding").await, 0.0);
-    assert_eq!(metric(&r, "tim_relay_spool_events").await, 0.0);
+    assert_eq!(r.metric("tim_relay_peer_waits_given_up_total").await, 1.0);
+    assert_eq!(r.metric("tim_relay_peers_holding").await, 0.0);
+    assert_eq!(r.metric("tim_relay_spool_events").await, 0.0);
     // P itself still holds its event: it was never waited out of its spool.
-    assert_eq!(metric(&p, "tim_relay_spool_events").await, 1.0);
+    assert_eq!(p.metric("tim_relay_spool_events").await, 1.0);
 }
