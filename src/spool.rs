@@ -329,13 +329,8 @@ impl Spool {
 
     /// Age of the oldest waiting entry. Reads two atomics: never touches the database.
     pub fn oldest_age(&self) -> Option<Duration> {
-        if self.is_empty() {
-            return None;
-        }
-        match self.shared.oldest_ms.load(Ordering::Acquire) {
-            0 => None,
-            at => Some(Duration::from_millis(now_ms().saturating_sub(at))),
-        }
+        self.oldest_ms()
+            .map(|at| Duration::from_millis(now_ms().saturating_sub(at)))
     }
 
     /// Removes delivered entries and moves refused ones to the dead table, in one commit. Blocking.
@@ -572,7 +567,9 @@ fn commit_batch(shared: &Shared, pending: &mut [Append]) -> Vec<Result<(), Spool
     }
 }
 
-fn now_ms() -> u64 {
+/// The clock `spooled_at_ms` is read from (ms since the epoch); replicas compare it
+/// (`relay::peers`).
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()

@@ -27,13 +27,14 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use prometheus::{IntCounter, IntGauge};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use super::Relay;
+use crate::spool::now_ms;
 
 /// How often each peer is asked for its spool's head.
 pub const POLL: Duration = Duration::from_millis(10);
@@ -93,12 +94,6 @@ pub struct PeerMetrics {
     pub holding: IntGauge,
     /// Times a peer's head stayed put for `RELAY_PEER_MAX_WAIT_MS` and was no longer waited for.
     pub given_up: IntCounter,
-}
-
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Peers {
