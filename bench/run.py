@@ -40,7 +40,8 @@ baseline or the Go relay: rounds per level, median reported), BENCH_WAITING_CEIL
 else the HTTP ceiling runs again, waiting that long before each answer, as the relay waits for
 Kafka), BENCH_OPEN_RATES (1000,5000 req/s; empty or 0: no open loop), BENCH_OPEN_SECONDS (20
 per rate and server, after 2 s sent but not measured), BENCH_OPEN_CONNECTIONS (128: most
-requests in flight).
+requests in flight), BENCH_PARTITIONS (3), BENCH_VARIANTS (see parse_variants: this relay again
+with other settings, beside it in the same run).
 Only the standard library is needed; matplotlib, when importable, draws the plot.
 """
 
@@ -81,6 +82,33 @@ PERF_RECORDS = int(os.environ.get("BENCH_PERF_RECORDS", "300000"))
 KEEP_TOPICS = os.environ.get("BENCH_KEEP_TOPICS", "0") == "1"
 # label=binary pairs set by scripts/bench.sh from BENCH_COMPARE.
 BASELINES = [tuple(pair.split("=", 1)) for pair in os.environ.get("BENCH_BASELINES", "").split(",") if pair]
+# Partitions of every bench topic (BENCH_PARTITIONS); a variant may set its own.
+PARTITIONS = int(os.environ.get("BENCH_PARTITIONS") or 3)
+
+
+def parse_variants(text):
+    """BENCH_VARIANTS: this commit's relay again, with other settings, beside the relay in the same
+    run. `label:VAR=value VAR=value;label:...`; the pseudo-variable BENCH_TOPIC_PARTITIONS gives
+    the variant's topic that many partitions. Returns [(label, env, partitions)]."""
+    variants = []
+    for entry in filter(None, (e.strip() for e in text.split(";"))):
+        label, _, assignments = entry.partition(":")
+        env = {}
+        for a in assignments.split():
+            var, eq, value = a.partition("=")
+            if not eq or not var:
+                raise RuntimeError(f"BENCH_VARIANTS: `{a}` in `{entry}` is not VAR=value")
+            env[var] = value
+        if not label.strip() or not env:
+            raise RuntimeError(f"BENCH_VARIANTS: `{entry}` is not label:VAR=value ...")
+        partitions = int(env.pop("BENCH_TOPIC_PARTITIONS", PARTITIONS))
+        if not env and partitions == PARTITIONS:
+            raise RuntimeError(f"BENCH_VARIANTS: `{entry}` is the relay itself")
+        variants.append((label.strip(), env, partitions))
+    return variants
+
+
+VARIANTS = parse_variants(os.environ.get("BENCH_VARIANTS", ""))
 RELAY_BIN = REPO / "target" / "release" / "tim-relay"
 # The Go relay of the same contract (bench/go-relay) and the open-loop load generator
 # (bench/openloop), built by scripts/bench.sh; empty: not run.
@@ -93,7 +121,7 @@ OPEN_WARMUP_SECONDS = 2
 OPEN_CONNECTIONS = int(os.environ.get("BENCH_OPEN_CONNECTIONS") or 128)
 # Rounds per level: with a baseline or the Go relay, 3 alternating rounds and the median, since
 # one 10 s run on a shared 2-core machine can differ from the next by a third.
-ROUNDS = int(os.environ.get("BENCH_ROUNDS") or (3 if BASELINES or GO_RELAY_BIN else 1))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS") or (3 if BASELINES or VARIANTS or GO_RELAY_BIN else 1))
 # When set, the HTTP ceiling runs a second time waiting this long before each answer, as the
 # relay waits for Kafka: the cost of the HTTP exchange alone when answers are not immediate.
 WAITING_US = int(os.environ.get("BENCH_WAITING_CEILING_US") or 0)
@@ -558,7 +586,7 @@ def log_path(name):
 EXTRA_TOPICS = {}
 
 
-def start_relay(topic, port, spool_dir, binary=RELAY_BIN, name="relay"):
+def start_relay(topic, port, spool_dir, binary=RELAY_BIN, name="relay", extra_env=None):
     """Starts a relay and waits until /readyz says it reaches the broker."""
     admin_port = free_port()
     env = {
@@ -572,6 +600,7 @@ def start_relay(topic, port, spool_dir, binary=RELAY_BIN, name="relay"):
         "RELAY_SPOOL_DIR": spool_dir,
         "RUST_LOG": "warn",
         **EXTRA_TOPICS,
+        **(extra_env or {}),
     }
     with open(log_path(name), "wb") as relay_log:
         proc = spawn([str(binary)], env=env, stdin=subprocess.DEVNULL, stdout=relay_log, stderr=subprocess.STDOUT)
@@ -586,12 +615,12 @@ def stop_relay(name, proc):
 
 
 def bench_relays(relays, open_loop=True):
-    """relays: [(name, topic, port, spool_dir, binary)]; all run at once, measured in turn.
-    Returns {name: (warm-up row, rows, final counters, open-loop rows)}."""
+    """relays: [(name, topic, port, spool_dir, binary, extra env)]; all run at once, measured in
+    turn. Returns {name: (warm-up row, rows, final counters, open-loop rows)}."""
     servers = []
     try:
-        for name, topic, port, spool_dir, binary in relays:
-            servers.append((name, start_relay(topic, port, spool_dir, binary, name), port))
+        for name, topic, port, spool_dir, binary, extra_env in relays:
+            servers.append((name, start_relay(topic, port, spool_dir, binary, name, extra_env), port))
         results = run_levels(servers)
         opened = open_loops(servers) if open_loop else {name: [] for name, _, _ in servers}
         return {name: (*results[name], relay_counters(port), opened[name]) for name, _, port in servers}
@@ -707,6 +736,46 @@ def both_ceilings(http, producer):
     return 1 / (1 / http["rps"] + 1 / producer["rps"])
 
 
+GOAL_LEVELS = (1, 64, 256)  # issue 12: at least 2x the Go relay's req/s, p99 no worse
+GOAL_OPEN_RATE, GOAL_OPEN_P99_MS, GOAL_RSS_MIB = 5000, 1.0, 64
+
+
+def goal_lines(r, baselines, go):
+    """Issue 12's goals for the relay and every variant or baseline, each against the Go relay of
+    the same run: one row per server, `met` or the shortfall in each cell."""
+    go_at = {g["connections"]: g for g in go}
+    go_open = {o["rate"]: o for o in r.get("go_relay_open_loop") or []}
+    levels = [c for c in GOAL_LEVELS if c in go_at]
+    head = [f"{c} conn{'s' if c > 1 else ''}: 2x req/s, p99 <= Go" for c in levels]
+    lines = ["", "Issue 12's goals against the Go relay of this run (req/s ÷ Go's; p99 ms against Go's; "
+             f"open-loop p99 at {GOAL_OPEN_RATE:,} req/s under {GOAL_OPEN_P99_MS:g} ms; RSS at 256 connections "
+             f"under {GOAL_RSS_MIB} MiB):", "",
+             "| server | " + " | ".join(head) + f" | open loop {GOAL_OPEN_RATE:,}/s p99 | RSS at 256 |",
+             "|---|" + "--:|" * (len(levels) + 2)]
+    servers = [(b["name"], b["rows"], b.get("open_loop") or []) for b in baselines]
+    servers.append(("relay", r["relay"], r.get("relay_open_loop") or []))
+    for name, rows, opened in servers:
+        at = {row["connections"]: row for row in rows}
+        cells = []
+        for c in levels:
+            row, g = at.get(c), go_at[c]
+            if not row or not g["rps"]:
+                cells.append("n/a")
+                continue
+            ratio = row["rps"] / g["rps"]
+            ok = ratio >= 2 and row["p99_ms"] <= g["p99_ms"]
+            cells.append(f"{'met' if ok else 'no'}: {ratio:.2f}x, {row['p99_ms']:.2f} / {g['p99_ms']:.2f}")
+        o = next((x for x in opened if x["rate"] == GOAL_OPEN_RATE), None)
+        cells.append(f"{'met' if o['p99_ms'] < GOAL_OPEN_P99_MS else 'no'}: {o['p99_ms']:.2f} ms"
+                     + (f" (Go {go_open[GOAL_OPEN_RATE]['p99_ms']:.2f})" if GOAL_OPEN_RATE in go_open else "")
+                     if o else "n/a")
+        top = at.get(256)
+        cells.append(f"{'met' if top['rss_max_mib'] < GOAL_RSS_MIB else 'no'}: {top['rss_max_mib']:.1f} MiB"
+                     if top else "n/a")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def markdown(r):
     m, p, settings = r["machine"], r["producer_ceiling"], r["settings"]
     lines = [
@@ -747,7 +816,7 @@ def markdown(r):
     waiting = r.get("http_waiting") or []
     go = r.get("go_relay") or []
     for i, (relay, http) in enumerate(zip(r["relay"], r["http_ceiling"])):
-        servers = [(f"relay @ {b['label']}", b["rows"][i]) for b in baselines]
+        servers = [(b["name"], b["rows"][i]) for b in baselines]
         servers.append(("relay", relay))
         if go:
             servers.append((GO_RELAY, go[i]))
@@ -767,7 +836,8 @@ def markdown(r):
                 f"| {row['cpu_s']:.2f} | {row['cpu_cores']:.2f} | {cpu_us(row)} | {row['wrk_cpu_s']:.2f} "
                 f"| {fmt(row['kafka_cpu_s'])} | {ratio_http} | {ratio_prod} | {ratio_both} |")
     for b in baselines:
-        lines += ["", f"Before/after: this commit's relay against the relay at {b['label']}, same run, same load:", "",
+        lines += ["", f"Before/after: this commit's relay against {b.get('what') or 'the relay at ' + b['label']}, "
+                  "same run, same load:", "",
                   "| conns | req/s before | req/s after | after / before | p99 ms before | p99 ms after "
                   "| p99 after / before | CPU µs/req before | after |",
                   "|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
@@ -787,7 +857,9 @@ def markdown(r):
                 f"| {rust['p50_ms']:.2f} | {g['p50_ms']:.2f} | {rust['p99_ms']:.2f} | {g['p99_ms']:.2f} "
                 f"| {rust['p999_ms']:.2f} | {g['p999_ms']:.2f} | {cpu_us(rust)} | {cpu_us(g)} "
                 f"| {rust['rss_max_mib']:.1f} | {g['rss_max_mib']:.1f} | {rust['errors']} | {g['errors']} |")
-    open_series = [(f"relay @ {b['label']}", b.get("open_loop") or []) for b in baselines]
+    if go:
+        lines += goal_lines(r, baselines, go)
+    open_series = [(b["name"], b.get("open_loop") or []) for b in baselines]
     open_series.append(("relay", r.get("relay_open_loop") or []))
     if go:
         open_series.append((GO_RELAY, r.get("go_relay_open_loop") or []))
@@ -861,7 +933,7 @@ def plot(r, path):
         log("matplotlib not importable: no plot")
         return False
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    series = [(f"relay @ {b['label']}", b["rows"], "^:") for b in r.get("baselines") or []]
+    series = [(b["name"], b["rows"], "^:") for b in r.get("baselines") or []]
     series.append(("relay", r["relay"], "o-"))
     if r.get("go_relay"):
         series.append((GO_RELAY, r["go_relay"], "v-"))
@@ -919,32 +991,47 @@ def main():
         "baselines": []}
     created = []
     try:
-        log(f"topics {relay_topic} and {perf_topic} (3 partitions); port {port}")
+        log(f"topics {relay_topic} and {perf_topic} ({PARTITIONS} partitions); port {port}")
         baseline_topics = [f"tim-relay-bench-{run_id}-base{i}" for i in range(len(BASELINES))]
+        variant_topics = [f"tim-relay-bench-{run_id}-variant{i}" for i in range(len(VARIANTS))]
         go_topic = f"tim-relay-bench-{run_id}-go"
         go_topics = [go_topic] if GO_RELAY_BIN else []
         EXTRA_TOPICS.update({"KAFKA_MESSAGES_TOPIC": f"{relay_topic}-messages",
                              "KAFKA_OTHER_TOPIC": f"{relay_topic}-other"})
-        for topic in (relay_topic, perf_topic, *baseline_topics, *go_topics, *EXTRA_TOPICS.values()):
-            kafka_tool("topics", "--create", "--topic", topic, "--partitions", "3", "--replication-factor", "1")
+        partitions = {t: v[2] for t, v in zip(variant_topics, VARIANTS)}
+        for topic in (relay_topic, perf_topic, *baseline_topics, *variant_topics, *go_topics,
+                      *EXTRA_TOPICS.values()):
+            kafka_tool("topics", "--create", "--topic", topic, "--partitions", str(partitions.get(topic, PARTITIONS)),
+                       "--replication-factor", "1")
             created.append(topic)
 
-        relays = []
+        # Baselines (earlier revisions) and variants (this relay, other settings) in one list.
+        compared = []
         for (label, binary), topic in zip(BASELINES, baseline_topics):
             log(f"baseline: the relay at {label} ({binary})")
+            compared.append({"label": label, "name": f"relay @ {label}", "what": f"the relay at {label}",
+                             "binary": binary, "env": {},
+                             "partitions": PARTITIONS, "topic": topic})
+        for (label, env, parts), topic in zip(VARIANTS, variant_topics):
+            settings = " ".join(f"{k}={v}" for k, v in env.items()) or "its defaults"
+            log(f"variant: the relay with {settings} ({parts} partitions)")
+            compared.append({"label": f"{label}: {settings}, {parts} partitions", "name": f"relay ({label})",
+                             "what": f"the same relay with {settings}, topic of {parts} partitions",
+                             "binary": str(RELAY_BIN), "env": env, "partitions": parts, "topic": topic})
+        relays = []
+        for c in compared:
             base_spool = tempfile.mkdtemp(prefix="tim-relay-bench-spool-")
             spool_dirs.append(base_spool)
-            relays.append((f"relay @ {label}", topic, free_port(), base_spool, binary))
-        relays.append(("relay", relay_topic, port, spool_dir, RELAY_BIN))
+            relays.append((c["name"], c["topic"], free_port(), base_spool, c["binary"], c["env"]))
+        relays.append(("relay", relay_topic, port, spool_dir, RELAY_BIN, None))
         if GO_RELAY_BIN:
             # Same environment as the relay (it reads the same variable names); no spool.
             log(f"peer: the Go relay ({GO_RELAY_BIN}) on topic {go_topic}")
-            relays.append((GO_RELAY, go_topic, free_port(), spool_dir, GO_RELAY_BIN))
+            relays.append((GO_RELAY, go_topic, free_port(), spool_dir, GO_RELAY_BIN, None))
         results = bench_relays(relays)
-        for (label, binary), (name, *_) in zip(BASELINES, relays):
-            _, rows, outcomes, opened = results[name]
-            report["baselines"].append({"label": label, "binary": binary, "rows": rows, "outcomes": outcomes,
-                                        "open_loop": opened})
+        for c in compared:
+            _, rows, outcomes, opened = results[c["name"]]
+            report["baselines"].append({**c, "rows": rows, "outcomes": outcomes, "open_loop": opened})
         (report["relay_warmup"], report["relay"], report["relay_outcomes_total"],
          report["relay_open_loop"]) = results["relay"]
         report["body_bytes"] = report["relay_warmup"]["body_bytes"]
@@ -967,7 +1054,7 @@ def main():
             try:
                 mixed_spool = tempfile.mkdtemp(prefix="tim-relay-bench-spool-")
                 spool_dirs.append(mixed_spool)
-                mixed = bench_relays([("relay, mixed commands", relay_topic, free_port(), mixed_spool, RELAY_BIN)],
+                mixed = bench_relays([("relay, mixed commands", relay_topic, free_port(), mixed_spool, RELAY_BIN, None)],
                                      open_loop=False)
                 report["relay_mixed"] = mixed["relay, mixed commands"][1]
                 report["relay_mixed_outcomes_total"] = mixed["relay, mixed commands"][2]

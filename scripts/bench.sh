@@ -27,6 +27,11 @@
 # BENCH_OPEN_RATES (1000,5000): the open loop's rates in req/s; empty or 0 skips the open loop.
 # BENCH_OPEN_SECONDS (20): measured per rate and server, after 2 s sent but not measured.
 # BENCH_OPEN_CONNECTIONS (128): the most requests the open loop keeps in flight.
+# BENCH_PARTITIONS (3): partitions of every bench topic.
+# BENCH_VARIANTS (none): the current relay again with other settings, beside it in the same run,
+# `label:VAR=value VAR=value;label:...`; BENCH_TOPIC_PARTITIONS=N gives a variant's topic N
+# partitions, e.g.
+#   BENCH_VARIANTS='linger0:KAFKA_PRODUCER_LINGER_MS=0;linger0-p6:KAFKA_PRODUCER_LINGER_MS=0 BENCH_TOPIC_PARTITIONS=6'
 #
 # Installs what is missing: Debian's wrk, and matplotlib in a venv cached under
 # ~/.cache/tim-relay/bench-venv (without it there is no plot). The load generator is wrk
