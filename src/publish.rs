@@ -165,6 +165,21 @@ impl Pending {
 /// `KAFKA_PRODUCER_*` properties so that none of those can weaken them.
 const ALWAYS: [(&str, &str); 2] = [("acks", "all"), ("enable.idempotence", "true")];
 
+/// Batching defaults, each under all of its librdkafka names: (names, direct, forwarding).
+/// The direct producer sends each record at once (`linger.ms=0`) with one produce request in
+/// flight per broker, so what arrives while a request is out goes in the next one: no floor
+/// under an answer at light load, batches that grow with the load (franz-go's way). The
+/// forwarding producer moves the spool in bulk, where lingering and five requests in flight
+/// keep the drain fast. Measured in docs/performance.md (issue 12).
+const BATCHING: [(&[&str], &str, &str); 2] = [
+    (&["linger.ms", "queue.buffering.max.ms"], "0", "2"),
+    (
+        &["max.in.flight.requests.per.connection", "max.in.flight"],
+        "1",
+        "5",
+    ),
+];
+
 impl Publisher {
     /// Creates both producers. librdkafka checks every property here, so a bad
     /// `KAFKA_PRODUCER_*` value stops start-up with the variable named. `late_deliveries`
@@ -176,8 +191,16 @@ impl Publisher {
             .set("client.id", "tim-relay")
             // A delivery librdkafka gives up on at the deadline the caller stops waiting at
             // cannot land later, behind a spooled copy of itself.
-            .set("message.timeout.ms", config.ack_timeout.as_millis().to_string())
-            .set("linger.ms", "2");
+            .set("message.timeout.ms", config.ack_timeout.as_millis().to_string());
+        let mut forwarding_defaults = Vec::new();
+        for (names, direct_value, forwarding_value) in BATCHING {
+            // A property the operator sets under either of its names is theirs for both producers.
+            if names.iter().any(|n| config.producer_properties.contains_key(*n)) {
+                continue;
+            }
+            direct.set(names[0], direct_value);
+            forwarding_defaults.push((names[0], forwarding_value));
+        }
         for (name, value) in &config.producer_properties {
             if ALWAYS.iter().any(|(always, _)| always == name) {
                 log::warn!("KAFKA_PRODUCER_* cannot change {name}: the relay always sets it");
@@ -198,6 +221,9 @@ impl Publisher {
             "message.send.max.retries",
         ] {
             forwarding.remove(name);
+        }
+        for (name, value) in forwarding_defaults {
+            forwarding.set(name, value);
         }
         let client_id = format!("{}-forwarder", direct.get("client.id").unwrap_or("tim-relay"));
         forwarding
@@ -394,5 +420,56 @@ fn delivery_result<Canceled>(result: Result<OwnedDeliveryResult, Canceled>) -> R
         }
         Ok(Err((e, _))) => Err(PublishError::Rejected(e)),
         Err(_canceled) => Err(PublishError::Rejected(KafkaError::Canceled)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus::Opts;
+
+    fn publisher(vars: &[(&str, &str)]) -> Publisher {
+        let vars = [("TIM_SDK_APP_ID", "1400000000")]
+            .iter()
+            .chain(vars)
+            .map(|(k, v)| (k.to_string(), v.to_string()));
+        let config = Config::from_vars(vars).unwrap();
+        let late = IntCounter::with_opts(Opts::new("late", "late")).unwrap();
+        // librdkafka connects lazily: creating the producers needs no broker.
+        Publisher::new(&config, late).unwrap()
+    }
+
+    fn props<'a>(slot: &'a Slot, names: &[&str]) -> Vec<Option<&'a str>> {
+        names.iter().map(|n| slot.client.get(n)).collect()
+    }
+
+    const NAMES: [&str; 4] = [
+        "linger.ms",
+        "queue.buffering.max.ms",
+        "max.in.flight.requests.per.connection",
+        "max.in.flight",
+    ];
+
+    #[test]
+    fn direct_producer_sends_at_once_and_the_forwarder_batches() {
+        let p = publisher(&[]);
+        assert_eq!(props(&p.direct, &NAMES), [Some("0"), None, Some("1"), None]);
+        assert_eq!(props(&p.forwarding, &NAMES), [Some("2"), None, Some("5"), None]);
+    }
+
+    #[test]
+    fn an_operator_setting_under_either_name_replaces_the_default_for_both_producers() {
+        // Under an alias: the relay must not also set the other name (librdkafka would apply
+        // the two in no set order).
+        let p = publisher(&[
+            ("KAFKA_PRODUCER_QUEUE_BUFFERING_MAX_MS", "5"),
+            ("KAFKA_PRODUCER_MAX_IN_FLIGHT", "3"),
+        ]);
+        for slot in [&p.direct, &p.forwarding] {
+            assert_eq!(props(slot, &NAMES), [None, Some("5"), None, Some("3")]);
+        }
+        let p = publisher(&[("KAFKA_PRODUCER_LINGER_MS", "1")]);
+        assert_eq!(props(&p.direct, &NAMES), [Some("1"), None, Some("1"), None]);
+        assert_eq!(props(&p.forwarding, &NAMES), [Some("1"), None, Some("5"), None]);
     }
 }
