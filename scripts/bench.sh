@@ -27,6 +27,7 @@
 # BENCH_OPEN_RATES (1000,5000): the open loop's rates in req/s; empty or 0 skips the open loop.
 # BENCH_OPEN_SECONDS (20): measured per rate and server, after 2 s sent but not measured.
 # BENCH_OPEN_CONNECTIONS (128): the most requests the open loop keeps in flight.
+# BENCH_OPEN_CLIENT (raw): bench/openloop speaks HTTP/1.1 itself; nethttp: Go's net/http client.
 # BENCH_PARTITIONS (3): partitions of every bench topic.
 # BENCH_VARIANTS (none): the current relay again with other settings, beside it in the same run,
 # `label:VAR=value VAR=value;label:...`; BENCH_TOPIC_PARTITIONS=N gives a variant's topic N
