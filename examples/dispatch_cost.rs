@@ -21,6 +21,9 @@ use tim_relay::commands::{self, Dispatched};
 use tim_relay::event::Origin;
 use tim_relay::record::Record;
 
+#[path = "support/cpu_time.rs"]
+mod cpu_time;
+
 /// The relay's allocator (src/main.rs): allocation is a large share of this work.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -135,20 +138,7 @@ fn body_for(n: u32) -> Vec<u8> {
     format!("{{{}}}", fields.join(",")).into_bytes()
 }
 
-/// CPU time this thread has used (Linux `CLOCK_THREAD_CPUTIME_ID`).
+/// CPU time this thread has used.
 fn thread_cpu_time() -> Duration {
-    #[repr(C)]
-    struct Timespec {
-        sec: i64,
-        nsec: i64,
-    }
-    extern "C" {
-        fn clock_gettime(clock: i32, time: *mut Timespec) -> i32;
-    }
-    const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
-    let mut t = Timespec { sec: 0, nsec: 0 };
-    // SAFETY: clock_gettime writes one timespec into the valid pointer it is given.
-    let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut t) };
-    assert_eq!(rc, 0, "clock_gettime failed");
-    Duration::new(t.sec as u64, t.nsec as u32)
+    cpu_time::used(cpu_time::THREAD)
 }

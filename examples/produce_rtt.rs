@@ -26,6 +26,9 @@ use rdkafka::bindings as rdsys;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, FutureProducer, FutureRecord, Producer};
 
+#[path = "support/cpu_time.rs"]
+mod cpu_time;
+
 fn config(bootstrap: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", bootstrap)
@@ -38,20 +41,7 @@ fn config(bootstrap: &str) -> ClientConfig {
 
 /// This process's CPU time (every thread, librdkafka's included), in seconds.
 fn cpu_seconds() -> f64 {
-    #[repr(C)]
-    struct Timespec {
-        sec: i64,
-        nsec: i64,
-    }
-    extern "C" {
-        fn clock_gettime(clock: i32, time: *mut Timespec) -> i32;
-    }
-    const CLOCK_PROCESS_CPUTIME_ID: i32 = 2;
-    let mut t = Timespec { sec: 0, nsec: 0 };
-    // SAFETY: clock_gettime writes one timespec into the valid pointer it is given.
-    let rc = unsafe { clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &mut t) };
-    assert_eq!(rc, 0, "clock_gettime failed");
-    t.sec as f64 + t.nsec as f64 / 1e9
+    cpu_time::used(cpu_time::PROCESS).as_secs_f64()
 }
 
 fn report(way: &str, mut took: Vec<Duration>, cpu: f64) {
