@@ -10,7 +10,7 @@ BENCH_OPENLOOP: their binaries; empty: not run), and a Kafka broker on 127.0.0.1
   0. baselines: the relay built from earlier revisions (BENCH_COMPARE in scripts/bench.sh, passed
                here as BENCH_BASELINES=label=binary,...), each exactly like step 1, so the
                report can give each change as a before/after ratio from one run;
-  1. relay:    target/release/tim-relay (Sign checking on, a fresh 3-partition topic, a temp
+  1. relay:    target/release/tim-relay (Sign checking on, a fresh topic of BENCH_PARTITIONS (3), a temp
                spool), a warm-up, then each concurrency level with wrk + bench/callback.lua;
                the Go relay (bench/go-relay: net/http + franz-go, acks=all, idempotent) runs
                beside it on a topic of its own, same load, rounds alternating; then, while they
@@ -802,7 +802,8 @@ def markdown(r):
         f"(mean {r['body_bytes']['mean']} B), Sign checked; warm-up {settings['warmup_seconds']}s"
         + (f"; each level run {settings['rounds']} times, alternating between the relays, and the round "
            "with the median req/s reported (errors summed over all rounds)" if settings.get("rounds", 1) > 1 else ""),
-        f"- relay: target/release/tim-relay, {m['workers']} HTTP workers, topic with 3 partitions, acks=all, "
+        f"- relay: target/release/tim-relay, {m['workers']} HTTP workers, topic with "
+        f"{settings.get('partitions', 3)} partitions, acks=all, "
         f"RUST_LOG=warn; HTTP ceiling: examples/ok_server ({m['workers']} workers, same listener, "
         "reads the body and answers the fixed OK body)",
     ]
@@ -811,8 +812,8 @@ def markdown(r):
             f"- Go relay: bench/go-relay, net/http + franz-go {m.get('franz_go') or '?'} ({m.get('go') or 'go ?'}), "
             "the same checks (app id, Sign) and the same event (mean "
             f"{r.get('go_event_bytes')} B against the relay's {r.get('event_bytes')} B), ProduceSync per "
-            "callback, franz-go's defaults (acks=all, idempotent); a topic of its own with 3 partitions, "
-            "same broker, same load")
+            "callback, franz-go's defaults (acks=all, idempotent); a topic of its own with "
+            f"{settings.get('partitions', 3)} partitions, same broker, same load")
     lines += [
         "- everything (wrk, servers, Kafka broker) shares this machine; errors = non-200 answers + socket "
         "errors; RSS max = highest VmRSS sampled every 100 ms during the level; CPU s = the server's "
@@ -917,7 +918,7 @@ def markdown(r):
                 f"| {mix['connections']} | {mix['rps']:,.0f} | {alone['rps']:,.0f} | {mix['rps'] / alone['rps']:.2f}x "
                 f"| {mix['p99_ms']:.2f} | {alone['p99_ms']:.2f} | {mix['errors']} | {cpu_us(mix)} | {cpu_us(alone)} |")
     lines += ["", "Producer ceiling (Kafka ProducerPerformance, acks=all, idempotent, keyed over "
-              f"{GROUPS} keys, same 3-partition topic layout):", ""]
+              f"{GROUPS} keys, same {r['settings'].get('partitions', 3)}-partition topic layout):", ""]
     if p:
         lines += [
             "| records | record size B | records/s | MB/s | avg ms | p50 ms | p95 ms | p99 ms | p99.9 ms | max ms |",
@@ -1004,7 +1005,7 @@ def main():
         "port": port, "relay_topic": relay_topic, "perf_topic": perf_topic, "perf_records": PERF_RECORDS,
         "rounds": ROUNDS, "waiting_us": WAITING_US, "open_rates": OPEN_RATES, "open_seconds": OPEN_SECONDS,
         "open_warmup_seconds": OPEN_WARMUP_SECONDS, "open_connections": OPEN_CONNECTIONS,
-        "open_client": OPEN_CLIENT,
+        "open_client": OPEN_CLIENT, "partitions": PARTITIONS,
         "go_relay": GO_RELAY_BIN},
         "baselines": []}
     created = []
