@@ -835,6 +835,23 @@ struct Found {
     marker: Option<String>,
 }
 
+/// The partition's high watermark. Just after a leader moves (a node restarted), the new leader
+/// can answer OffsetNotAvailable until its high watermark has caught up: asked again for up to
+/// 60 s, then the last error fails the test.
+fn high_watermark(consumer: &BaseConsumer, topic: &str, partition: i32) -> i64 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
+            Ok((_, high)) => return high,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("watermarks of {topic}-{partition}: {e}; asking again");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => panic!("watermarks of {topic}-{partition} for 60 s: {e}"),
+        }
+    }
+}
+
 /// Reads every partition of the topic from the beginning up to its high watermark.
 fn read_topic(bootstrap: &str, topic: &str, problems: &mut Vec<String>) -> Vec<Vec<Found>> {
     let consumer: BaseConsumer = ClientConfig::new()
@@ -846,10 +863,7 @@ fn read_topic(bootstrap: &str, topic: &str, problems: &mut Vec<String>) -> Vec<V
     let mut assignment = TopicPartitionList::new();
     let mut high = Vec::new();
     for p in 0..PARTITIONS {
-        let (_, h) = consumer
-            .fetch_watermarks(topic, p, Duration::from_secs(10))
-            .expect("watermarks");
-        high.push(h);
+        high.push(high_watermark(&consumer, topic, p));
         assignment
             .add_partition_offset(topic, p, Offset::Beginning)
             .unwrap();
