@@ -56,6 +56,44 @@ fn report(way: &str, mut took: Vec<Duration>, cpu: f64) {
     );
 }
 
+/// Times each record from send to acknowledgement, after the first `WARM_UP`, and the process's
+/// CPU over the timed ones.
+struct Meter {
+    took: Vec<Duration>,
+    cpu_start: f64,
+}
+
+/// Records sent before timing starts: they open the connection and warm it up.
+const WARM_UP: usize = 100;
+
+impl Meter {
+    fn new(records: usize) -> Self {
+        Self {
+            took: Vec::with_capacity(records),
+            cpu_start: 0.0,
+        }
+    }
+
+    /// Call before sending record `i`; returns its start.
+    fn begin(&mut self, i: usize) -> Instant {
+        if i == WARM_UP {
+            self.cpu_start = cpu_seconds();
+        }
+        Instant::now()
+    }
+
+    /// Call once record `i`, begun at `start`, is acknowledged.
+    fn end(&mut self, i: usize, start: Instant) {
+        if i >= WARM_UP {
+            self.took.push(start.elapsed());
+        }
+    }
+
+    fn finish(self) -> (Vec<Duration>, f64) {
+        (self.took, cpu_seconds() - self.cpu_start)
+    }
+}
+
 /// A `BaseProducer` whose delivery reports the sending thread takes off librdkafka's main queue
 /// itself, blocking (`spin` false) or not. rust-rdkafka's own `poll` keeps polling until its
 /// timeout has passed even once a report has come, so the queue is polled through librdkafka.
@@ -63,14 +101,10 @@ fn base(bootstrap: &str, topic: &str, payload: &[u8], records: usize, spin: bool
     let producer: BaseProducer = config(bootstrap).create().expect("producer");
     // SAFETY: the main queue of a live client; destroyed below, before the producer.
     let queue = unsafe { rdsys::rd_kafka_queue_get_main(producer.client().native_ptr()) };
-    let mut took = Vec::with_capacity(records);
-    let mut cpu = 0.0;
-    for i in 0..records + 100 {
+    let mut meter = Meter::new(records);
+    for i in 0..records + WARM_UP {
         let key = format!("@TGS#{}", i % 10_000);
-        if i == 100 {
-            cpu = cpu_seconds();
-        }
-        let start = Instant::now();
+        let start = meter.begin(i);
         producer
             .send(BaseRecord::<_, _, ()>::to(topic).key(&key).payload(payload))
             .map_err(|(e, _)| e)
@@ -97,15 +131,12 @@ fn base(bootstrap: &str, topic: &str, payload: &[u8], records: usize, spin: bool
                 break;
             }
         }
-        // The first 100 warm the connection up.
-        if i >= 100 {
-            took.push(start.elapsed());
-        }
+        meter.end(i, start);
     }
-    let cpu = cpu_seconds() - cpu;
+    let measured = meter.finish();
     // SAFETY: the queue handle from rd_kafka_queue_get_main, released once.
     unsafe { rdsys::rd_kafka_queue_destroy(queue) };
-    (took, cpu)
+    measured
 }
 
 fn future(bootstrap: &str, topic: &str, payload: &[u8], records: usize) -> (Vec<Duration>, f64) {
@@ -115,14 +146,10 @@ fn future(bootstrap: &str, topic: &str, payload: &[u8], records: usize) -> (Vec<
         .build()
         .unwrap();
     runtime.block_on(async {
-        let mut took = Vec::with_capacity(records);
-        let mut cpu = 0.0;
-        for i in 0..records + 100 {
+        let mut meter = Meter::new(records);
+        for i in 0..records + WARM_UP {
             let key = format!("@TGS#{}", i % 10_000);
-            if i == 100 {
-                cpu = cpu_seconds();
-            }
-            let start = Instant::now();
+            let start = meter.begin(i);
             let delivery = producer
                 .send_result(FutureRecord::to(topic).key(&key).payload(payload))
                 .map_err(|(e, _)| e)
@@ -132,13 +159,11 @@ fn future(bootstrap: &str, topic: &str, payload: &[u8], records: usize) -> (Vec<
                 .expect("canceled")
                 .map_err(|(e, _)| e)
                 .expect("delivery failed");
-            if i >= 100 {
-                took.push(start.elapsed());
-            }
+            meter.end(i, start);
         }
-        let cpu = cpu_seconds() - cpu;
+        let measured = meter.finish();
         producer.flush(Duration::from_secs(5)).expect("flush");
-        (took, cpu)
+        measured
     })
 }
 
