@@ -111,6 +111,8 @@ pub fn server(
             .route("/readyz", web::get().to(readyz))
             .route("/metrics", web::get().to(metrics_text))
             .route("/spool/head", web::get().to(spool_head))
+            .route("/spool/dead", web::get().to(dead_list))
+            .route("/spool/dead/replay", web::post().to(dead_replay))
     })
     .workers(1)
     .disable_signals()
@@ -144,6 +146,35 @@ async fn spool_head(state: web::Data<AdminState>) -> HttpResponse {
         instance: state.relay.peers.instance().to_string(),
         oldest_ms: state.relay.spool.oldest_ms(),
     })
+}
+
+/// The dead table, counted by topic and reason (`tim-relay dead list` asks here while the relay
+/// runs).
+async fn dead_list(state: web::Data<AdminState>) -> HttpResponse {
+    let relay = state.relay.clone();
+    match web::block(move || {
+        relay.spool.dead_summary().map(|mut summary| {
+            summary.name_default_topic(relay.publisher.default_topic());
+            summary
+        })
+    })
+    .await
+    {
+        Ok(Ok(summary)) => HttpResponse::Ok().json(summary),
+        Ok(Err(e)) => HttpResponse::InternalServerError().body(format!("{e}\n")),
+        Err(e) => HttpResponse::InternalServerError().body(format!("{e}\n")),
+    }
+}
+
+/// Moves the dead table back to the end of the spool for the forwarder to send, once the cause
+/// is fixed (`tim-relay dead replay`). POST only; the admin listener is not for the public.
+async fn dead_replay(state: web::Data<AdminState>) -> HttpResponse {
+    let relay = state.relay.clone();
+    match web::block(move || relay.spool.replay_dead()).await {
+        Ok(Ok(done)) => HttpResponse::Ok().json(done),
+        Ok(Err(e)) => HttpResponse::ServiceUnavailable().body(format!("{e}\n")),
+        Err(e) => HttpResponse::InternalServerError().body(format!("{e}\n")),
+    }
 }
 
 async fn metrics_text(state: web::Data<AdminState>) -> HttpResponse {

@@ -71,6 +71,8 @@ struct Env {
     /// Largest size of the spool; when reached, callbacks are answered FAIL.
     #[serde(default = "default_spool_max")]
     relay_spool_max_bytes: u64,
+    /// Most the spool's file may take on disk; unset: 2.5 times `RELAY_SPOOL_MAX_BYTES`.
+    relay_spool_max_file_bytes: Option<u64>,
     /// Time a client has to send the request line and headers.
     #[serde(default = "default_5000")]
     relay_header_timeout_ms: u64,
@@ -206,6 +208,8 @@ pub struct Config {
     pub decision: Decision,
     pub spool_dir: PathBuf,
     pub spool_max_bytes: u64,
+    /// `RELAY_SPOOL_MAX_FILE_BYTES`: the spool's file never grows past it.
+    pub spool_max_file_bytes: u64,
     /// librdkafka properties from `KAFKA_PRODUCER_*`, keyed by property name.
     pub producer_properties: BTreeMap<String, String>,
     pub limits: Limits,
@@ -393,6 +397,15 @@ impl Config {
                 "must be at least 1048576 (1 MiB)",
             ));
         }
+        let spool_max_file_bytes = env
+            .relay_spool_max_file_bytes
+            .unwrap_or_else(|| crate::spool::default_max_file_bytes(env.relay_spool_max_bytes));
+        if spool_max_file_bytes < crate::spool::MIN_FILE_BYTES {
+            return Err(ConfigError::new(
+                "RELAY_SPOOL_MAX_FILE_BYTES",
+                format!("must be at least {} (8 MiB)", crate::spool::MIN_FILE_BYTES),
+            ));
+        }
         let positive = |var: &str, v: u64| {
             if v == 0 {
                 Err(ConfigError::new(var, "must be greater than 0"))
@@ -495,6 +508,7 @@ impl Config {
             },
             spool_dir: PathBuf::from(env.relay_spool_dir),
             spool_max_bytes: env.relay_spool_max_bytes,
+            spool_max_file_bytes,
             producer_properties,
             limits,
             workers: env.relay_workers,
@@ -627,7 +641,7 @@ impl fmt::Display for Config {
             f,
             "sdk_app_id={} token={} sign_max_skew={}s listen={} admin_listen={} shutdown_drain={}s path={} body_limit={}B ack_timeout={}ms \
              bootstrap={} topic={} messages_topic={} other_topic={} decision_url={} decision_timeout={}ms \
-             decision_fallback={} spool={} spool_max={}B header_timeout={}ms body_timeout={}ms keep_alive={}s \
+             decision_fallback={} spool={} spool_max={}B spool_max_file={}B header_timeout={}ms body_timeout={}ms keep_alive={}s \
              max_connections={} max_pending_publishes={} max_custom_fields={} max_field_bytes={} allowed_cidrs={} \
              trusted_proxies={} tls={} peers={} peer_max_wait={}ms",
             self.sdk_app_id,
@@ -655,6 +669,7 @@ impl fmt::Display for Config {
             if self.decision.fallback_allow { "allow" } else { "deny" },
             self.spool_dir.display(),
             self.spool_max_bytes,
+            self.spool_max_file_bytes,
             self.limits.header_timeout.as_millis(),
             self.limits.body_timeout.as_millis(),
             self.limits.keep_alive.as_secs(),

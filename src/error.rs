@@ -99,7 +99,11 @@ impl RelayError {
             RelayError::Publish(PublishError::QueueFull) => (S::SERVICE_UNAVAILABLE, 5032, "kafka_error"),
             RelayError::Publish(PublishError::Rejected(_)) => (S::SERVICE_UNAVAILABLE, 5033, "kafka_error"),
             RelayError::Spool(SpoolError::Full { .. }) => (S::SERVICE_UNAVAILABLE, 5034, "spool_full"),
-            RelayError::Spool(SpoolError::Storage(_)) => (S::SERVICE_UNAVAILABLE, 5035, "spool_error"),
+            RelayError::Spool(SpoolError::FileFull { .. }) => (S::SERVICE_UNAVAILABLE, 5034, "spool_full"),
+            RelayError::Spool(SpoolError::Storage(_) | SpoolError::InUse(_)) => {
+                (S::SERVICE_UNAVAILABLE, 5035, "spool_error")
+            }
+            RelayError::Spool(SpoolError::DiskFull(_)) => (S::SERVICE_UNAVAILABLE, 5037, "spool_disk_full"),
         }
     }
 

@@ -91,8 +91,12 @@ impl Application {
         let metrics = Arc::new(Metrics::new());
         metrics.spool_max_bytes.set(config.spool_max_bytes as i64);
         let publisher = Arc::new(Publisher::new(&config, metrics.duplicates.clone())?);
-        let spool = Spool::open(&config.spool_dir, config.spool_max_bytes)
-            .map_err(|e| ConfigError::new("RELAY_SPOOL_DIR", e.to_string()))?;
+        let spool = Spool::open_bounded(
+            &config.spool_dir,
+            config.spool_max_bytes,
+            config.spool_max_file_bytes,
+        )
+        .map_err(|e| ConfigError::new("RELAY_SPOOL_DIR", e.to_string()))?;
         let peers = Peers::new(config.peers.clone(), config.peer_max_wait, metrics.peer_metrics());
         let relay =
             Relay::new(publisher, spool, metrics, config.limits.max_pending_publishes).with_peers(peers);

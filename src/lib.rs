@@ -7,6 +7,7 @@ pub mod body;
 pub mod callback;
 pub mod commands;
 pub mod config;
+pub mod dead_letters;
 pub mod decision;
 pub mod error;
 pub mod event;

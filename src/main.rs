@@ -1,4 +1,5 @@
-//! The `tim-relay` binary: the relay (no arguments), `materialize` and `state GROUP_ID`.
+//! The `tim-relay` binary: the relay (no arguments), `materialize`, `state GROUP_ID` and
+//! `dead list|replay`.
 
 use std::io::Write;
 
@@ -16,6 +17,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const USAGE: &str = "usage: tim-relay                    relay Tencent IM callbacks to Kafka
        tim-relay materialize        fold the group events into the compacted state topic
        tim-relay state GROUP_ID     print one group's current state
+       tim-relay dead list          count the spool's dead table by topic and reason (JSON)
+       tim-relay dead replay        send the dead table again, after everything waiting
 Configuration comes from environment variables; see the README.";
 
 fn main() {
@@ -29,6 +32,8 @@ fn main() {
         }
         ["materialize"] => materialize(),
         ["state", group_id] => show_state(group_id),
+        ["dead", "list"] => dead(tim_relay::dead_letters::Action::List),
+        ["dead", "replay"] => dead(tim_relay::dead_letters::Action::Replay),
         // A closed pipe (`tim-relay help | head -1`) is not an error worth a panic.
         ["help" | "--help" | "-h"] => {
             let _ = writeln!(std::io::stdout(), "{USAGE}");
@@ -99,6 +104,19 @@ fn show_state(group_id: &str) {
             std::process::exit(1);
         }
         Err(e) => exit_with(e),
+    }
+}
+
+/// `tim-relay dead list|replay`: one JSON document on stdout; exit 1 when it cannot be done.
+fn dead(action: tim_relay::dead_letters::Action) {
+    let config = Config::from_env().unwrap_or_else(|e| exit_with(e));
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    match tim_relay::dead_letters::run(&config, action) {
+        Ok(json) => println!("{json}"),
+        Err(e) => {
+            eprintln!("tim-relay: {e}");
+            std::process::exit(1);
+        }
     }
 }
 

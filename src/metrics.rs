@@ -41,6 +41,13 @@ pub struct Metrics {
     peers_reachable: IntGauge,
     peers_holding: IntGauge,
     peer_waits_given_up: IntCounter,
+    /// 1 for the (topic, reason) the forwarder is held on, while it is (see `relay::forward`).
+    pub forwarding_held: IntGaugeVec,
+    /// Rounds of forwarding that ended held, by topic and reason.
+    pub forward_holds: IntCounterVec,
+    spool_file_bytes: IntGauge,
+    spool_file_max_bytes: IntGauge,
+    spool_disk_full: IntGauge,
 }
 
 fn counter(name: &str, help: &str) -> IntCounter {
@@ -118,6 +125,35 @@ impl Metrics {
         .expect("valid metric");
         build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         let in_flight = gauge("tim_relay_in_flight_requests", "Callbacks being handled now");
+        let forwarding_held = IntGaugeVec::new(
+            Opts::new(
+                "tim_relay_forwarding_held",
+                "1 while Kafka refuses the spool's oldest events for a cause that passes (topic missing, no leader, \
+                 not enough replicas, not authorized, ...): the spool keeps them and retries; by topic and reason",
+            ),
+            &["topic", "reason"],
+        )
+        .expect("valid metric");
+        let forward_holds = IntCounterVec::new(
+            Opts::new(
+                "tim_relay_forward_holds_total",
+                "Forwarding rounds that ended held (the spool sent again after a backoff), by topic and reason",
+            ),
+            &["topic", "reason"],
+        )
+        .expect("valid metric");
+        let spool_file_bytes = gauge(
+            "tim_relay_spool_file_bytes",
+            "Size of the spool's file on disk (redb grows it in steps; it stays within RELAY_SPOOL_MAX_FILE_BYTES)",
+        );
+        let spool_file_max_bytes = gauge(
+            "tim_relay_spool_file_max_bytes",
+            "RELAY_SPOOL_MAX_FILE_BYTES: the most the spool's file may take on disk",
+        );
+        let spool_disk_full = gauge(
+            "tim_relay_spool_disk_full",
+            "1 while the spool's file system has no room for the spool to grow: callbacks that need the spool get 503",
+        );
         let spooled = counter(
             "tim_relay_spooled_total",
             "Events answered OK after going to the spool",
@@ -183,6 +219,11 @@ impl Metrics {
             Box::new(spool_bytes.clone()),
             Box::new(spool_dead.clone()),
             Box::new(spool_oldest_age.clone()),
+            Box::new(forwarding_held.clone()),
+            Box::new(forward_holds.clone()),
+            Box::new(spool_file_bytes.clone()),
+            Box::new(spool_file_max_bytes.clone()),
+            Box::new(spool_disk_full.clone()),
         ];
         for c in collectors {
             registry.register(c).expect("metric registered once");
@@ -217,6 +258,11 @@ impl Metrics {
             peers_reachable,
             peers_holding,
             peer_waits_given_up,
+            forwarding_held,
+            forward_holds,
+            spool_file_bytes,
+            spool_file_max_bytes,
+            spool_disk_full,
         }
     }
 
@@ -236,6 +282,9 @@ impl Metrics {
         self.spool_events.set(events as i64);
         self.spool_bytes.set(bytes as i64);
         self.spool_dead.set(spool.dead_events() as i64);
+        self.spool_file_bytes.set(spool.file_bytes() as i64);
+        self.spool_file_max_bytes.set(spool.max_file_bytes() as i64);
+        self.spool_disk_full.set(i64::from(spool.disk_full()));
         self.spool_oldest_age
             .set(spool.oldest_age().map_or(0.0, |a| a.as_secs_f64()));
         self.kafka_reachable.set(i64::from(!kafka_down));

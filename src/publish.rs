@@ -29,29 +29,56 @@ pub enum PublishError {
 }
 
 impl PublishError {
-    /// Whether trying the same event again later can succeed (broker down, slow, or busy),
-    /// as opposed to a refusal that repeats (too large, not authorized, unknown topic).
-    pub fn is_retryable(&self) -> bool {
+    /// Whether the refusal is about the record itself, so that sending it again can never
+    /// succeed: larger than the topic accepts, or a record the broker calls invalid. Only such a
+    /// record may be set aside (the spool's dead table). Every other failure depends on the
+    /// broker, the cluster or its configuration (down, slow, busy, a topic not created yet or
+    /// being re-created, no leader, not enough replicas, not authorized), and passes: the record
+    /// is kept and sent again. The two classes, with every code, are in docs/delivery.md.
+    pub fn is_about_the_record(&self) -> bool {
         match self {
-            PublishError::Timeout(_) | PublishError::QueueFull => true,
-            PublishError::Rejected(e) => !matches!(
-                e.rdkafka_error_code(),
-                Some(
-                    RDKafkaErrorCode::MessageSizeTooLarge
-                        | RDKafkaErrorCode::InvalidMessageSize
-                        | RDKafkaErrorCode::TopicAuthorizationFailed
-                        | RDKafkaErrorCode::ClusterAuthorizationFailed
-                        | RDKafkaErrorCode::InvalidMessage
-                        | RDKafkaErrorCode::InvalidRecord
-                        | RDKafkaErrorCode::InvalidTopic
-                        // librdkafka's own verdict after topic.metadata.propagation.max.ms: the
-                        // topic does not exist (and the broker does not create it). Retrying
-                        // would hold every later spooled event behind this one.
-                        | RDKafkaErrorCode::UnknownTopic
-                )
-            ),
+            PublishError::Timeout(_) | PublishError::QueueFull => false,
+            PublishError::Rejected(e) => e.rdkafka_error_code().is_some_and(is_about_the_record),
         }
     }
+
+    /// Whether trying the same record again later can succeed: everything not about the record.
+    pub fn is_retryable(&self) -> bool {
+        !self.is_about_the_record()
+    }
+
+    /// A short name for the cause, for logs and the `reason` label of the forwarding metrics:
+    /// librdkafka's code name (`UnknownTopic`, `NotEnoughReplicas`, ...), or `Timeout`,
+    /// `QueueFull`.
+    pub fn reason(&self) -> String {
+        match self {
+            PublishError::Timeout(_) => "Timeout".into(),
+            PublishError::QueueFull => "QueueFull".into(),
+            PublishError::Rejected(e) => match e.rdkafka_error_code() {
+                Some(code) => format!("{code:?}"),
+                None if matches!(e, KafkaError::Canceled) => "Canceled".into(),
+                None => "Other".into(),
+            },
+        }
+    }
+}
+
+/// The codes by which the broker or librdkafka refuses a record for what it is. Everything else
+/// (unknown topic or partition, leader or replicas missing, authorization, a topic being
+/// created, policy, storage, timeouts) is about the cluster and is retried.
+fn is_about_the_record(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        // Broker: larger than the topic's max.message.bytes (or librdkafka's message.max.bytes).
+        RDKafkaErrorCode::MessageSizeTooLarge
+            | RDKafkaErrorCode::InvalidMessageSize
+            // Broker: CORRUPT_MESSAGE (the record fails its CRC) and INVALID_RECORD (the broker's
+            // own validation, e.g. a compacted topic and a record without key).
+            | RDKafkaErrorCode::InvalidMessage
+            | RDKafkaErrorCode::InvalidRecord
+            // librdkafka: the record could not be encoded.
+            | RDKafkaErrorCode::BadMessage
+    )
 }
 
 /// librdkafka callbacks: notes when every broker is unreachable, so callbacks can go straight
@@ -307,6 +334,20 @@ impl Publisher {
         self.send_with(&self.forwarding.get(), record)
     }
 
+    /// `KAFKA_TOPIC`: where records without a topic of their own go.
+    pub fn default_topic(&self) -> &str {
+        &self.default_topic
+    }
+
+    /// The topic a record goes to: its own, or `KAFKA_TOPIC` for a record without one.
+    pub fn topic_of<'r>(&'r self, record: &'r Record) -> &'r str {
+        if record.topic.is_empty() {
+            &self.default_topic
+        } else {
+            &record.topic
+        }
+    }
+
     fn send_with(&self, producer: &Producer_, record: &Record) -> Result<Pending, PublishError> {
         let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
         for (key, value) in &record.headers {
@@ -315,11 +356,7 @@ impl Publisher {
                 value: Some(value),
             });
         }
-        let topic = if record.topic.is_empty() {
-            &self.default_topic
-        } else {
-            &record.topic
-        };
+        let topic = self.topic_of(record);
         let kafka_record = FutureRecord::to(topic)
             .key(record.key.as_bytes())
             .payload(&record.payload)

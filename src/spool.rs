@@ -10,11 +10,13 @@
 //! forwarder reads a batch at a time, and what `/metrics` shows is kept in atomics, so a scrape
 //! never opens a transaction.
 
+mod dead;
 mod entry;
+mod file;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redb::{
@@ -24,7 +26,27 @@ use redb::{
 use tokio::sync::{oneshot, Notify};
 
 use crate::record::Record;
+pub use dead::{DeadGroup, DeadSummary, Replayed};
 use entry::{Decoded, Layout};
+use file::{BoundedFile, FileState};
+
+/// How full redb's file may get (events and dead entries against the file's length, in
+/// percent) while its next growth would pass `RELAY_SPOOL_MAX_FILE_BYTES`: past it appends are
+/// refused, so redb never has to grow. redb grew its file when its content passed about 83% of
+/// it (docs/spool.md); the margin covers the B-tree's own pages.
+const LAST_FILL_PERCENT: u64 = 70;
+/// After a growth was refused at the file bound anyway, appends resume once the spool holds
+/// this share (percent) of what it held then.
+const RESUME_PERCENT: u64 = 90;
+
+/// `RELAY_SPOOL_MAX_FILE_BYTES` when it is not set: room for a spool of `max_bytes` with
+/// redb's doubling (see docs/spool.md), and never less than `MIN_FILE_BYTES`.
+pub fn default_max_file_bytes(max_bytes: u64) -> u64 {
+    (max_bytes.saturating_mul(5) / 2).max(MIN_FILE_BYTES)
+}
+
+/// The smallest file bound: a new redb file and its first few doublings.
+pub const MIN_FILE_BYTES: u64 = 8 << 20;
 
 /// redb's page cache; redb's default is 1 GiB, and with it a full 1 GiB spool was held in
 /// memory (1.46 GB resident) and some of it stayed after the drain. The spool is written at its
@@ -61,6 +83,12 @@ const VERSIONED: Tables = Tables {
 pub enum SpoolError {
     #[error("spool is full ({bytes} of {max} bytes used)")]
     Full { bytes: u64, max: u64 },
+    #[error("spool is full: its file ({file} bytes) is at RELAY_SPOOL_MAX_FILE_BYTES ({max})")]
+    FileFull { file: u64, max: u64 },
+    #[error("{0}")]
+    DiskFull(String),
+    #[error("{0} is held by another process (a running relay)")]
+    InUse(String),
     #[error("spool storage failed: {0}")]
     Storage(String),
 }
@@ -77,10 +105,15 @@ struct Append {
 }
 
 struct Shared {
-    db: Database,
+    /// `None` only between a failed backend and its reopening ([`Shared::recover`]).
+    db: RwLock<Option<Database>>,
+    file: Arc<FileState>,
     events: AtomicU64,
     bytes: AtomicU64,
     dead: AtomicU64,
+    dead_bytes: AtomicU64,
+    /// Bytes held (events and dead) when a growth was refused at the file bound; 0: none was.
+    full_at: AtomicU64,
     /// `spooled_at_ms` of the oldest waiting entry; 0 when the spool is empty.
     oldest_ms: AtomicU64,
     /// Whether the legacy `events` table still holds entries (they are older than any other).
@@ -95,7 +128,103 @@ struct Shared {
     appended: Notify,
 }
 
+/// The open database, for the length of one operation.
+struct Db<'a>(RwLockReadGuard<'a, Option<Database>>);
+
+impl std::ops::Deref for Db<'_> {
+    type Target = Database;
+
+    fn deref(&self) -> &Database {
+        self.0.as_ref().expect("checked by Shared::db")
+    }
+}
+
 impl Shared {
+    fn db(&self) -> Result<Db<'_>, SpoolError> {
+        let db = self.db.read().unwrap_or_else(|e| e.into_inner());
+        if db.is_none() {
+            return Err(storage(
+                "the spool's database is closed after a failed write and could not be reopened",
+            ));
+        }
+        Ok(Db(db))
+    }
+
+    /// After its backend failed, redb answers every call with an error until the database is
+    /// reopened: closes and reopens it, and counts it again (the commit that failed may or may
+    /// not have reached the disk). Cheap when nothing failed. Takes the write lock: call with
+    /// no transaction open.
+    fn recover(&self) {
+        if !self.file.failed() {
+            return;
+        }
+        let _writing = self.write_lock();
+        let mut db = self.db.write().unwrap_or_else(|e| e.into_inner());
+        if !self.file.failed() {
+            return;
+        }
+        drop(db.take());
+        let at_limit = self.file.reset();
+        let reopened = open_db(&self.file).map_err(storage).and_then(|new| {
+            let scan = scan(&new)?;
+            Ok((new, scan))
+        });
+        match reopened {
+            Ok((new, scan)) => {
+                self.events.store(scan.events, Ordering::Release);
+                self.bytes.store(scan.bytes, Ordering::Release);
+                self.dead.store(scan.dead, Ordering::Release);
+                self.dead_bytes.store(scan.dead_bytes, Ordering::Release);
+                self.oldest_ms.store(scan.oldest_ms, Ordering::Release);
+                *db = Some(new);
+                if at_limit {
+                    self.full_at.store(self.held(), Ordering::Release);
+                }
+                log::warn!(
+                    "spool reopened after a failed write; it holds {} events ({} bytes)",
+                    scan.events,
+                    scan.bytes
+                );
+            }
+            Err(e) => log::error!("spool could not be reopened after a failed write: {e}"),
+        }
+    }
+
+    /// Bytes of entries in the file: waiting and dead.
+    fn held(&self) -> u64 {
+        self.bytes.load(Ordering::Acquire) + self.dead_bytes.load(Ordering::Acquire)
+    }
+
+    /// Why an append of `len` bytes, on top of `bytes` waiting, is refused; `None`: it fits.
+    fn refusal(&self, bytes: u64, len: u64) -> Option<SpoolError> {
+        if bytes + len > self.max_bytes {
+            return Some(SpoolError::Full {
+                bytes,
+                max: self.max_bytes,
+            });
+        }
+        if let Some(cause) = self.file.no_room() {
+            return Some(SpoolError::DiskFull(cause));
+        }
+        let held = bytes + self.dead_bytes.load(Ordering::Acquire) + len;
+        let file = self.file.len();
+        let full_at = self.full_at.load(Ordering::Acquire);
+        let file_full = SpoolError::FileFull {
+            file,
+            max: self.file.max_len(),
+        };
+        if full_at > 0 {
+            if held * 100 > full_at * RESUME_PERCENT {
+                return Some(file_full);
+            }
+            self.full_at.store(0, Ordering::Release);
+        }
+        if self.file.next_growth() > self.file.max_len() && held * 100 > file * LAST_FILL_PERCENT {
+            return Some(file_full);
+        }
+        None
+    }
+
     fn write_lock(&self) -> MutexGuard<'_, ()> {
         self.writing
             .lock()
@@ -146,6 +275,7 @@ struct Scan {
     events: u64,
     bytes: u64,
     dead: u64,
+    dead_bytes: u64,
     oldest_ms: u64,
     legacy_end: u64,
     first_versioned: Option<u64>,
@@ -156,9 +286,15 @@ impl Spool {
     /// redb's own repair is moved aside with an `error` line and a new one is started. A spool
     /// holding entries of a newer format than this release reads is refused (see docs/spool.md).
     pub fn open(dir: &Path, max_bytes: u64) -> Result<Self, SpoolError> {
+        Self::open_bounded(dir, max_bytes, default_max_file_bytes(max_bytes))
+    }
+
+    /// [`Self::open`], with the file held to `max_file_bytes` on disk (`RELAY_SPOOL_MAX_FILE_BYTES`).
+    pub fn open_bounded(dir: &Path, max_bytes: u64, max_file_bytes: u64) -> Result<Self, SpoolError> {
         std::fs::create_dir_all(dir).map_err(|e| storage(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join("spool.redb");
-        let db = match open_db(&path) {
+        let file = FileState::new(&path, max_file_bytes);
+        let db = match open_db(&file) {
             Ok(db) => db,
             // Only damage is set aside; a spool locked by another process, or an I/O error, stops
             // start-up instead, so data is never moved away from under its owner.
@@ -170,7 +306,11 @@ impl Spool {
                     aside.display()
                 );
                 std::fs::rename(&path, &aside).map_err(storage)?;
-                open_db(&path).map_err(storage)?
+                file.reset();
+                open_db(&file).map_err(storage)?
+            }
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                return Err(SpoolError::InUse(path.display().to_string()))
             }
             Err(e) => return Err(storage(format!("cannot open {}: {e}", path.display()))),
         };
@@ -190,11 +330,23 @@ impl Spool {
                 scan.bytes
             );
         }
+        if file.len() > max_file_bytes {
+            log::warn!(
+                "the spool's file ({} MiB) is already larger than RELAY_SPOOL_MAX_FILE_BYTES ({} MiB): \
+                 it does not grow further, and appends are refused while it is {}% full",
+                file.len() >> 20,
+                max_file_bytes >> 20,
+                LAST_FILL_PERCENT
+            );
+        }
         let shared = Arc::new(Shared {
-            db,
+            db: RwLock::new(Some(db)),
+            file,
             events: AtomicU64::new(scan.events),
             bytes: AtomicU64::new(scan.bytes),
             dead: AtomicU64::new(scan.dead),
+            dead_bytes: AtomicU64::new(scan.dead_bytes),
+            full_at: AtomicU64::new(0),
             oldest_ms: AtomicU64::new(scan.oldest_ms),
             legacy_left: AtomicBool::new(scan.legacy_end > 0),
             writing: Mutex::new(()),
@@ -260,8 +412,27 @@ impl Spool {
         self.shared.max_bytes
     }
 
+    /// Whether an append of a small callback would be taken now (the byte bound, the file
+    /// bound and the file system's room).
     pub fn has_room(&self) -> bool {
-        self.shared.bytes.load(Ordering::Acquire) < self.shared.max_bytes
+        self.shared
+            .refusal(self.shared.bytes.load(Ordering::Acquire), 1)
+            .is_none()
+    }
+
+    /// The spool file's size on disk.
+    pub fn file_bytes(&self) -> u64 {
+        self.shared.file.len()
+    }
+
+    /// `RELAY_SPOOL_MAX_FILE_BYTES`.
+    pub fn max_file_bytes(&self) -> u64 {
+        self.shared.file.max_len()
+    }
+
+    /// Whether appends are refused now because the file system has no room for the spool.
+    pub fn disk_full(&self) -> bool {
+        self.shared.file.is_out_of_room()
     }
 
     /// Resolves when something is appended (or at once if something already was).
@@ -273,10 +444,19 @@ impl Spool {
     /// entries of a format this release does not read, are moved to the dead table with an
     /// `error` line.
     pub fn oldest(&self, max: usize) -> Result<Vec<Spooled>, SpoolError> {
+        let result = self.read_oldest(max);
+        if result.is_err() {
+            self.shared.recover();
+        }
+        result
+    }
+
+    fn read_oldest(&self, max: usize) -> Result<Vec<Spooled>, SpoolError> {
         let mut batch = Vec::new();
         let mut damaged = Vec::new();
         {
-            let tx = self.shared.db.begin_read().map_err(storage)?;
+            let db = self.shared.db()?;
+            let tx = db.begin_read().map_err(storage)?;
             for tables in [LEGACY, VERSIONED] {
                 let Some(table) = open_read(&tx, tables.events)? else {
                     continue;
@@ -294,13 +474,13 @@ impl Spool {
                             spooled_at_ms,
                             record,
                         }),
-                        Decoded::Damaged => damaged.push(seq),
+                        Decoded::Damaged => damaged.push((seq, dead::DAMAGED.to_string())),
                         Decoded::Unknown(version) => {
                             log::error!(
                                 "spool entry {seq} is in format version {version}, which this release \
                                  does not read; moved to the dead table"
                             );
-                            damaged.push(seq);
+                            damaged.push((seq, format!("UnknownFormat{version}")));
                         }
                     }
                 }
@@ -333,17 +513,27 @@ impl Spool {
             .map(|at| Duration::from_millis(now_ms().saturating_sub(at)))
     }
 
-    /// Removes delivered entries and moves refused ones to the dead table, in one commit. Blocking.
-    pub fn settle(&self, delivered: &[u64], refused: &[u64]) -> Result<(), SpoolError> {
+    /// Removes delivered entries and moves refused ones to the dead table with the reason for
+    /// each, in one commit. Blocking.
+    pub fn settle(&self, delivered: &[u64], refused: &[(u64, String)]) -> Result<(), SpoolError> {
+        let result = self.settle_in_one_commit(delivered, refused);
+        if result.is_err() {
+            self.shared.recover();
+        }
+        result
+    }
+
+    fn settle_in_one_commit(&self, delivered: &[u64], refused: &[(u64, String)]) -> Result<(), SpoolError> {
         let shared = &self.shared;
         let _writing = shared.write_lock();
-        let tx = shared.db.begin_write().map_err(storage)?;
+        let db = shared.db()?;
+        let tx = db.begin_write().map_err(storage)?;
         let mut counts = Counts::default();
         let mut legacy_left = shared.legacy_left.load(Ordering::Acquire);
         for tables in [LEGACY, VERSIONED] {
             let ours = |seq: &&u64| shared.tables_for(**seq).layout == tables.layout;
             let delivered: Vec<u64> = delivered.iter().filter(ours).copied().collect();
-            let refused: Vec<u64> = refused.iter().filter(ours).copied().collect();
+            let refused: Vec<(u64, String)> = refused.iter().filter(|(seq, _)| ours(&seq)).cloned().collect();
             if delivered.is_empty() && refused.is_empty() {
                 continue;
             }
@@ -368,6 +558,7 @@ impl Spool {
         shared.events.fetch_sub(counts.removed, Ordering::AcqRel);
         shared.bytes.fetch_sub(counts.freed, Ordering::AcqRel);
         shared.dead.fetch_add(counts.moved, Ordering::AcqRel);
+        shared.dead_bytes.fetch_add(counts.moved_bytes, Ordering::AcqRel);
         Ok(())
     }
 }
@@ -377,6 +568,7 @@ struct Counts {
     freed: u64,
     removed: u64,
     moved: u64,
+    moved_bytes: u64,
 }
 
 /// Settles the entries of one layout; returns whether its events table is now empty.
@@ -384,7 +576,7 @@ fn settle_in(
     tx: &WriteTransaction,
     tables: Tables,
     delivered: &[u64],
-    refused: &[u64],
+    refused: &[(u64, String)],
     counts: &mut Counts,
 ) -> Result<bool, SpoolError> {
     let mut events = tx.open_table(tables.events).map_err(storage)?;
@@ -399,13 +591,18 @@ fn settle_in(
         // Keyed by a number of its own: event numbers start again once the spool is empty, so
         // keying by them would overwrite an older dead entry.
         let mut next = dead.last().map_err(storage)?.map_or(0, |(k, _)| k.value() + 1);
-        for seq in refused {
+        let mut reasons = tx.open_table(dead::REASONS).map_err(storage)?;
+        for (seq, reason) in refused {
             if let Some(v) = events.remove(seq).map_err(storage)? {
                 let entry = v.value().to_vec();
                 counts.freed += entry.len() as u64;
                 counts.removed += 1;
                 counts.moved += 1;
+                counts.moved_bytes += entry.len() as u64;
                 dead.insert(next, entry.as_slice()).map_err(storage)?;
+                reasons
+                    .insert((dead::layout_id(tables.layout), next), reason.as_str())
+                    .map_err(storage)?;
                 next += 1;
             }
         }
@@ -435,14 +632,16 @@ fn head(tx: &WriteTransaction, legacy_left: bool) -> Result<Head, SpoolError> {
     Ok(Head::Empty)
 }
 
-fn open_db(path: &Path) -> Result<Database, redb::DatabaseError> {
-    let shown = path.display().to_string();
+fn open_db(file: &Arc<FileState>) -> Result<Database, redb::DatabaseError> {
+    let shown = file.path().display().to_string();
+    let backend =
+        BoundedFile::open(file).map_err(|e| redb::DatabaseError::Storage(redb::StorageError::Io(e)))?;
     Database::builder()
         .set_cache_size(CACHE_BYTES)
         .set_repair_callback(move |_| {
             log::error!("spool {shown} was not closed cleanly; repairing (checksums decide what is kept)")
         })
-        .create(path)
+        .create_with_backend(backend)
 }
 
 /// A table in a read transaction; `None` if no transaction has created it yet.
@@ -464,7 +663,11 @@ fn scan(db: &Database) -> Result<Scan, SpoolError> {
     let mut scan = Scan::default();
     for tables in [LEGACY, VERSIONED] {
         if let Some(dead) = open_read(&tx, tables.dead)? {
-            scan.dead += dead.len().map_err(storage)?;
+            for item in dead.iter().map_err(storage)? {
+                let (_, value) = item.map_err(storage)?;
+                scan.dead += 1;
+                scan.dead_bytes += value.value().len() as u64;
+            }
         }
         let Some(events) = open_read(&tx, tables.events)? else {
             continue;
@@ -507,6 +710,7 @@ fn write_loop(shared: &Shared, queue: mpsc::Receiver<Append>) {
         for (append, ok) in pending.into_iter().zip(result) {
             let _ = append.done.send(ok);
         }
+        shared.recover();
         shared.appended.notify_one();
     }
 }
@@ -517,7 +721,8 @@ fn commit_batch(shared: &Shared, pending: &mut [Append]) -> Vec<Result<(), Spool
     let mut outcome: Vec<Result<(), SpoolError>> = Vec::with_capacity(pending.len());
     let mut first_at = None;
     let mut write = || -> Result<(u64, u64), SpoolError> {
-        let tx = shared.db.begin_write().map_err(storage)?;
+        let db = shared.db()?;
+        let tx = db.begin_write().map_err(storage)?;
         let mut added = (0u64, 0u64);
         {
             let mut table = tx.open_table(VERSIONED.events).map_err(storage)?;
@@ -528,11 +733,8 @@ fn commit_batch(shared: &Shared, pending: &mut [Append]) -> Vec<Result<(), Spool
                 .max(shared.legacy_end);
             for append in pending.iter() {
                 let len: u64 = append.entries.iter().map(|e| e.len() as u64).sum();
-                if bytes + len > shared.max_bytes {
-                    outcome.push(Err(SpoolError::Full {
-                        bytes,
-                        max: shared.max_bytes,
-                    }));
+                if let Some(refusal) = shared.refusal(bytes, len) {
+                    outcome.push(Err(refusal));
                     continue;
                 }
                 for entry in &append.entries {
@@ -561,8 +763,20 @@ fn commit_batch(shared: &Shared, pending: &mut [Append]) -> Vec<Result<(), Spool
             outcome
         }
         Err(e) => {
-            log::error!("spool commit failed: {e}");
-            pending.iter().map(|_| Err(storage(&e))).collect()
+            // A growth refused for want of room (or at the file bound) was logged where it was
+            // refused; the callers hear why.
+            let why = |_| match shared.file.no_room() {
+                Some(cause) => SpoolError::DiskFull(cause),
+                None if shared.file.refused_at_limit() => SpoolError::FileFull {
+                    file: shared.file.len(),
+                    max: shared.file.max_len(),
+                },
+                None => storage(&e),
+            };
+            if !shared.file.failed() || !(shared.file.is_out_of_room() || shared.file.refused_at_limit()) {
+                log::error!("spool commit failed: {e}");
+            }
+            pending.iter().map(|a| Err(why(a))).collect()
         }
     }
 }
@@ -665,7 +879,8 @@ mod tests {
         let err = Spool::open(dir.path(), 1 << 20)
             .err()
             .expect("second open refused");
-        assert!(err.to_string().contains("cannot open"), "{err}");
+        assert!(matches!(err, SpoolError::InUse(_)), "{err}");
+        assert!(err.to_string().contains("held by another process"), "{err}");
         assert_eq!(first.oldest(10).unwrap().len(), 1);
         assert_eq!(
             std::fs::read_dir(dir.path()).unwrap().count(),
@@ -697,13 +912,13 @@ mod tests {
         spool.settle(&seqs[..2], &[]).unwrap();
         assert_eq!(keys(&spool), ["new"]);
         assert_eq!(
-            count(&spool.shared.db, LEGACY.dead),
+            count(&spool.shared.db().unwrap(), LEGACY.dead),
             1,
             "legacy dead entries are kept"
         );
         drop(spool);
         let spool = Spool::open(dir.path(), 1 << 20).unwrap();
-        let tx = spool.shared.db.begin_read().unwrap();
+        let tx = spool.shared.db().unwrap().begin_read().unwrap();
         assert!(
             open_read(&tx, LEGACY.events).unwrap().is_none(),
             "drained legacy table deleted"
@@ -737,12 +952,16 @@ mod tests {
     async fn an_entry_of_an_unknown_version_met_later_goes_to_the_dead_table_not_away() {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::open(dir.path(), 1 << 20).unwrap();
-        put_raw(&spool.shared.db, VERSIONED.events, &[(0, encode_future(9))]);
+        put_raw(
+            &spool.shared.db().unwrap(),
+            VERSIONED.events,
+            &[(0, encode_future(9))],
+        );
         spool.shared.events.fetch_add(1, Ordering::AcqRel);
         assert!(keys(&spool).is_empty());
         assert!(spool.is_empty());
         assert_eq!(spool.dead_events(), 1);
-        assert_eq!(count(&spool.shared.db, VERSIONED.dead), 1);
+        assert_eq!(count(&spool.shared.db().unwrap(), VERSIONED.dead), 1);
     }
 
     #[tokio::test]
@@ -769,7 +988,7 @@ mod tests {
         // nor commits anything; the forwarder's read does.
         let mut damaged = entry::encode(now_ms(), &record("c"));
         damaged[10] ^= 1;
-        put_raw(&spool.shared.db, VERSIONED.events, &[(0, damaged)]);
+        put_raw(&spool.shared.db().unwrap(), VERSIONED.events, &[(0, damaged)]);
         spool.shared.events.fetch_add(1, Ordering::AcqRel);
         let file = dir.path().join("spool.redb");
         let (len, modified) = (
@@ -779,12 +998,12 @@ mod tests {
         for _ in 0..3 {
             assert!(spool.oldest_age().is_some());
         }
-        assert_eq!(count(&spool.shared.db, VERSIONED.dead), 0);
-        assert_eq!(count(&spool.shared.db, VERSIONED.events), 2);
+        assert_eq!(count(&spool.shared.db().unwrap(), VERSIONED.dead), 0);
+        assert_eq!(count(&spool.shared.db().unwrap(), VERSIONED.events), 2);
         let meta = std::fs::metadata(&file).unwrap();
         assert_eq!((meta.len(), meta.modified().unwrap()), (len, modified));
         assert_eq!(keys(&spool), ["b"]);
-        assert_eq!(count(&spool.shared.db, VERSIONED.dead), 1);
+        assert_eq!(count(&spool.shared.db().unwrap(), VERSIONED.dead), 1);
         spool.settle(&[1], &[]).unwrap();
         assert_eq!(spool.oldest_age(), None);
     }
@@ -805,5 +1024,175 @@ mod tests {
         let spool = Spool::open(dir.path(), 1 << 20).unwrap();
         spool.append(&record("after")).await.unwrap();
         assert!(spool.oldest(100).unwrap().iter().any(|s| s.record.key == "after"));
+    }
+
+    /// A record the size of a real GroupInfoChanged event (about 1.2 KB in the spool).
+    fn sized(group: &str) -> Record {
+        let mut r = record(group);
+        r.payload = vec![b'x'; 1_100];
+        r
+    }
+
+    #[tokio::test]
+    async fn the_file_never_grows_past_its_bound_and_a_full_file_takes_appends_again_once_drained() {
+        let dir = tempfile::tempdir().unwrap();
+        let bound = 24 << 20;
+        let spool = Spool::open_bounded(dir.path(), 1 << 30, bound).unwrap();
+        let mut refused = None;
+        let mut growths = Vec::new();
+        for batch in 0..1_000 {
+            let records: Vec<Record> = (0..200).map(|i| sized(&format!("g{batch}-{i}"))).collect();
+            let before = spool.file_bytes();
+            match spool.append_all(&records).await {
+                Ok(()) => {
+                    if spool.file_bytes() > before {
+                        growths.push((spool.depth().1, spool.file_bytes()));
+                    }
+                }
+                Err(e) => {
+                    refused = Some(e);
+                    break;
+                }
+            }
+        }
+        let (events, bytes) = spool.depth();
+        let file = std::fs::metadata(dir.path().join("spool.redb")).unwrap().len();
+        eprintln!("growths (held bytes, file bytes): {growths:?}; full at {events} events, {bytes} B, file {file} B");
+        assert!(
+            matches!(refused, Some(SpoolError::FileFull { .. })),
+            "refused as full: {refused:?}"
+        );
+        assert!(file <= bound, "file {file} B within the bound {bound} B");
+        assert_eq!(spool.file_bytes(), file, "the metric reads the file's size");
+        assert!(
+            bytes * 100 > bound * 40,
+            "the file is used, not wasted: {bytes} B held in {file} B"
+        );
+        let more: Vec<Record> = (0..200).map(|i| sized(&format!("more-{i}"))).collect();
+        assert!(matches!(
+            spool.append_all(&more).await,
+            Err(SpoolError::FileFull { .. })
+        ));
+        // Nothing answered was lost: every appended event is there, in order.
+        let all = spool.oldest(events as usize).unwrap();
+        assert_eq!(all.len() as u64, events);
+        assert!(all.windows(2).all(|w| w[0].seq < w[1].seq));
+        let half: Vec<u64> = all.iter().take(all.len() / 2).map(|s| s.seq).collect();
+        spool.settle(&half, &[]).unwrap();
+        assert!(spool.has_room(), "room again once half is forwarded");
+        spool.append(&sized("after")).await.unwrap();
+        assert!(std::fs::metadata(dir.path().join("spool.redb")).unwrap().len() <= bound);
+    }
+
+    #[tokio::test]
+    async fn refused_records_keep_their_reason_and_a_replay_sends_them_after_everything_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        for g in ["a", "b", "c", "d"] {
+            spool.append(&record(g)).await.unwrap();
+        }
+        let mut big = record("e");
+        big.topic = "tim.other".into();
+        spool.append(&big).await.unwrap();
+        let seqs: Vec<u64> = spool.oldest(10).unwrap().iter().map(|s| s.seq).collect();
+        spool
+            .settle(
+                &[seqs[1]],
+                &[
+                    (seqs[0], "MessageSizeTooLarge".into()),
+                    (seqs[2], "InvalidRecord".into()),
+                    (seqs[4], "MessageSizeTooLarge".into()),
+                ],
+            )
+            .unwrap();
+        assert_eq!(keys(&spool), ["d"]);
+        assert_eq!(spool.dead_events(), 3);
+        let mut summary = spool.dead_summary().unwrap();
+        summary.name_default_topic("tim.group-changes");
+        assert_eq!(summary.events, 3);
+        let groups: Vec<(&str, &str, u64)> = summary
+            .by_topic_and_reason
+            .iter()
+            .map(|g| (g.topic.as_str(), g.reason.as_str(), g.events))
+            .collect();
+        assert_eq!(
+            groups,
+            [
+                ("tim.group-changes", "InvalidRecord", 1),
+                ("tim.group-changes", "MessageSizeTooLarge", 1),
+                ("tim.other", "MessageSizeTooLarge", 1)
+            ]
+        );
+        assert!(summary.oldest_spooled_at_ms <= summary.newest_spooled_at_ms);
+        assert!(summary.oldest_spooled_at_ms.is_some());
+
+        spool.append(&record("f")).await.unwrap();
+        let done = spool.replay_dead().unwrap();
+        assert_eq!((done.replayed, done.left), (3, 0));
+        assert_eq!(spool.dead_events(), 0);
+        assert_eq!(
+            keys(&spool),
+            ["d", "f", "a", "c", "e"],
+            "what waited keeps its place; the dead follow in the order they were set aside"
+        );
+        assert_eq!(spool.dead_summary().unwrap(), DeadSummary::default());
+        let replayed = spool.oldest(10).unwrap();
+        assert_eq!(
+            replayed[4].record.topic, "tim.other",
+            "a replayed record keeps its topic"
+        );
+        // Counted the same after a restart.
+        drop(replayed);
+        let depth = spool.depth();
+        drop(spool);
+        let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(spool.depth(), depth);
+        assert_eq!(spool.dead_events(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_replay_leaves_damaged_entries_in_the_dead_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        spool.append(&record("a")).await.unwrap();
+        let mut damaged = entry::encode(now_ms(), &record("b"));
+        damaged[10] ^= 1;
+        put_raw(&spool.shared.db().unwrap(), VERSIONED.events, &[(1, damaged)]);
+        spool.shared.events.fetch_add(1, Ordering::AcqRel);
+        assert_eq!(keys(&spool), ["a"]);
+        let summary = spool.dead_summary().unwrap();
+        assert_eq!(summary.by_topic_and_reason[0].reason, "Damaged");
+        assert_eq!(summary.by_topic_and_reason[0].topic, "?");
+        let done = spool.replay_dead().unwrap();
+        assert_eq!((done.replayed, done.left), (0, 1));
+        assert_eq!(spool.dead_events(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_growth_refused_at_the_bound_fails_only_its_own_append_and_the_spool_reopens_intact() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open_bounded(dir.path(), 1 << 30, MIN_FILE_BYTES).unwrap();
+        for i in 0..100 {
+            spool.append(&sized(&format!("g{i}"))).await.unwrap();
+        }
+        // One record larger than the bound: redb must grow past it, the backend refuses, redb
+        // refuses every later call until the database is reopened.
+        let mut huge = record("huge");
+        huge.payload = vec![b'x'; MIN_FILE_BYTES as usize];
+        let err = spool.append(&huge).await.expect_err("refused");
+        assert!(matches!(err, SpoolError::FileFull { .. }), "{err}");
+        assert!(std::fs::metadata(dir.path().join("spool.redb")).unwrap().len() <= MIN_FILE_BYTES);
+        assert_eq!(spool.depth().0, 100);
+        let kept = keys(&spool);
+        assert_eq!(kept.len(), 100);
+        assert_eq!(kept[0], "g0");
+        assert_eq!(kept[99], "g99");
+        // Appends resume once the spool holds less than it did at the refusal.
+        let first: Vec<u64> = spool.oldest(20).unwrap().iter().map(|s| s.seq).collect();
+        spool.settle(&first, &[]).unwrap();
+        spool.append(&sized("after")).await.unwrap();
+        drop(spool);
+        let spool = Spool::open_bounded(dir.path(), 1 << 30, MIN_FILE_BYTES).unwrap();
+        assert_eq!(spool.depth().0, 81);
     }
 }

@@ -21,11 +21,25 @@ const ROUND: Duration = Duration::from_secs(1);
 /// knew and keeps failing); a stuck producer is replaced. Checked again every `RECHECK`.
 const STUCK_AFTER: Duration = Duration::from_secs(15);
 const RECHECK: Duration = Duration::from_secs(5);
+/// The first and the longest pause before the spool is sent again after Kafka refused a record
+/// for a cause that passes (a topic not created yet, no leader, not enough replicas, ...).
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// A spooled record handed to the forwarding producer (or refused by it at once).
 struct Sent {
     seq: u64,
+    /// Where it goes, for the log and the metrics of a refusal.
+    topic: String,
     outcome: Result<Pending, PublishError>,
+}
+
+/// Kafka refuses the spool's oldest record for a cause that passes: the forwarder keeps it and
+/// everything behind it, and sends them again after a backoff, for as long as it takes.
+struct Hold {
+    topic: String,
+    reason: String,
+    since: Instant,
 }
 
 struct Forwarder<'a> {
@@ -47,6 +61,11 @@ struct Forwarder<'a> {
     deadline: Option<Instant>,
     /// The last fill stopped at a record a peer's older events hold back (`RELAY_PEERS`).
     held: bool,
+    /// Kafka refuses the oldest record for now (see [`Hold`]).
+    hold: Option<Hold>,
+    /// Nothing is sent again before this (after a hold); doubles up to `BACKOFF_MAX`.
+    retry_at: Option<Instant>,
+    backoff: Duration,
 }
 
 impl Relay {
@@ -89,6 +108,62 @@ impl<'a> Forwarder<'a> {
             next_check: now,
             deadline: None,
             held: false,
+            hold: None,
+            retry_at: None,
+            backoff: BACKOFF_MIN,
+        }
+    }
+
+    /// Kafka refused a record of `topic` for a cause that passes: the spool is sent again from
+    /// its oldest record after a backoff. One log line when the hold starts or changes cause.
+    fn hold_on(&mut self, topic: &str, e: &PublishError) {
+        let reason = e.reason();
+        let metrics = &self.relay.metrics;
+        if self
+            .hold
+            .as_ref()
+            .is_none_or(|h| h.topic != topic || h.reason != reason)
+        {
+            if let Some(old) = self.hold.take() {
+                metrics
+                    .forwarding_held
+                    .with_label_values(&[&old.topic, &old.reason])
+                    .set(0);
+            }
+            log::warn!(
+                "forwarding held: Kafka refuses topic {topic} for now ({e}); the spool keeps every \
+                 event and sends them again, in order, with backoff"
+            );
+            metrics
+                .forwarding_held
+                .with_label_values(&[topic, &reason])
+                .set(1);
+            self.hold = Some(Hold {
+                topic: topic.to_string(),
+                reason: reason.clone(),
+                since: Instant::now(),
+            });
+        }
+        metrics.forward_holds.with_label_values(&[topic, &reason]).inc();
+        self.retry_at = Some(Instant::now() + self.backoff);
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+    }
+
+    /// A record was delivered: a hold, if any, is over.
+    fn resume(&mut self) {
+        self.backoff = BACKOFF_MIN;
+        if let Some(hold) = self.hold.take() {
+            self.relay
+                .metrics
+                .forwarding_held
+                .with_label_values(&[&hold.topic, &hold.reason])
+                .set(0);
+            log::info!(
+                "forwarding resumed: topic {} takes records again after {:.1} s held ({})",
+                hold.topic,
+                hold.since.elapsed().as_secs_f64(),
+                hold.reason
+            );
         }
     }
 
@@ -101,6 +176,17 @@ impl<'a> Forwarder<'a> {
             self.resend = false;
             self.last_sent = None;
             self.head_since = Instant::now();
+            if let Some(at) = self.retry_at.filter(|at| Instant::now() < *at) {
+                // After a hold: the spool is sent again once the backoff has passed.
+                let until = self.deadline.map_or(at, |deadline| deadline.min(at));
+                let stopping = self.deadline.is_some();
+                tokio::select! {
+                    _ = stop.changed(), if !stopping => {}
+                    _ = tokio::time::sleep_until(until.into()) => {}
+                }
+                return;
+            }
+            self.retry_at = None;
         }
         if !self.resend && self.window.len() <= WINDOW / 2 {
             self.fill().await;
@@ -172,12 +258,18 @@ impl<'a> Forwarder<'a> {
                 break;
             }
             let outcome = self.relay.publisher.send_forwarded(&item.record);
-            if outcome.as_ref().is_err_and(PublishError::is_retryable) {
-                // Nothing after it is sent, so it is sent next, still in order.
+            let topic = self.relay.publisher.topic_of(&item.record).to_string();
+            if let Some(e) = outcome.as_ref().err().filter(|e| e.is_retryable()) {
+                // Nothing after it is sent, so it is sent next, still in order; a refusal other
+                // than a full queue (which empties by itself) waits out a backoff.
+                if !matches!(e, PublishError::QueueFull) {
+                    self.hold_on(&topic, e);
+                }
                 break;
             }
             self.window.push_back(Sent {
                 seq: item.seq,
+                topic,
                 outcome,
             });
             self.last_sent = Some(item.seq);
@@ -201,20 +293,26 @@ impl<'a> Forwarder<'a> {
                 Ok(()) if !self.resend => {
                     self.relay.publisher.watch().set_down(false);
                     delivered.push(sent.seq);
+                    if self.hold.is_some() {
+                        self.resume();
+                    }
                 }
                 // It stays spooled and is sent again behind the record that failed.
                 Ok(()) => self.relay.metrics.duplicates.inc(),
                 Err(e) if e.is_retryable() => {
                     if !self.resend {
-                        log::warn!("forwarding paused: {e}; the spool is sent again from its oldest event");
+                        self.hold_on(&sent.topic, &e);
                         self.resend = true;
                     }
                 }
                 Err(e) if !self.resend => {
                     log::error!(
-                        "Kafka refused a spooled record for good ({e}); moved to the spool's dead table"
+                        "Kafka refused a spooled record of topic {} for what it is ({e}); moved to the \
+                         spool's dead table (list it with `tim-relay dead list`, send it again with \
+                         `tim-relay dead replay` once the cause is fixed)",
+                        sent.topic
                     );
-                    refused.push(sent.seq);
+                    refused.push((sent.seq, e.reason()));
                 }
                 Err(_) => {}
             }
