@@ -15,11 +15,11 @@
 
 use std::time::{Duration, SystemTime};
 
-use tim_relay::body::BodyLimits;
-use tim_relay::callback::CallbackQuery;
-use tim_relay::commands::{self, Dispatched};
-use tim_relay::event::Origin;
-use tim_relay::record::Record;
+use tim_relay::delivery::record::Record;
+use tim_relay::ingress::body::BodyLimits;
+use tim_relay::ingress::callback::CallbackQuery;
+use tim_relay::ingress::commands::{self, Dispatched};
+use tim_relay::ingress::event::Origin;
 
 #[path = "support/cpu_time.rs"]
 mod cpu_time;

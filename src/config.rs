@@ -9,7 +9,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use crate::body::BodyLimits;
+use crate::ingress::body::BodyLimits;
 
 /// Prefix of the variables that are passed through to librdkafka verbatim.
 pub const PRODUCER_PREFIX: &str = "KAFKA_PRODUCER_";
@@ -365,7 +365,7 @@ impl Config {
         }
         let decision_url = env.relay_decision_url.filter(|u| !u.trim().is_empty());
         if let Some(url) = &decision_url {
-            crate::decision::check_url(url).map_err(|e| {
+            crate::ingress::decision::check_url(url).map_err(|e| {
                 ConfigError::new(
                     "RELAY_DECISION_URL",
                     format!("must be an http:// URL of a decision service beside the relay: {e}"),
@@ -399,11 +399,14 @@ impl Config {
         }
         let spool_max_file_bytes = env
             .relay_spool_max_file_bytes
-            .unwrap_or_else(|| crate::spool::default_max_file_bytes(env.relay_spool_max_bytes));
-        if spool_max_file_bytes < crate::spool::MIN_FILE_BYTES {
+            .unwrap_or_else(|| crate::delivery::spool::default_max_file_bytes(env.relay_spool_max_bytes));
+        if spool_max_file_bytes < crate::delivery::spool::MIN_FILE_BYTES {
             return Err(ConfigError::new(
                 "RELAY_SPOOL_MAX_FILE_BYTES",
-                format!("must be at least {} (8 MiB)", crate::spool::MIN_FILE_BYTES),
+                format!(
+                    "must be at least {} (8 MiB)",
+                    crate::delivery::spool::MIN_FILE_BYTES
+                ),
             ));
         }
         let positive = |var: &str, v: u64| {
@@ -697,7 +700,7 @@ impl fmt::Display for Config {
 
 /// A URL for the start-up line: scheme, host, port and path; user, password and query masked.
 fn shown_url(url: &str) -> String {
-    match crate::decision::check_url(url) {
+    match crate::ingress::decision::check_url(url) {
         Ok(u) => format!(
             "{}://{}{}{}{}",
             u.scheme(),

@@ -1,23 +1,15 @@
 //! tim-relay: Tencent Cloud IM webhooks to Kafka, answered OK only once the event is safe.
+//!
+//! - [`ingress`]: where a callback enters: the HTTP route, the caller checks, the body, one
+//!   file per command, the event it becomes, the answers to before-callbacks;
+//! - [`delivery`]: where it becomes durable: Kafka's producers, the spool, the forwarder, the
+//!   other replicas;
+//! - [`state`]: where the group events are folded into each group's current state;
+//! - [`ops`]: what operators see: the admin listener, metrics, rate-limited logs, the dead table;
+//! - [`config`]: every environment variable.
 
-pub mod access;
-pub mod admin;
-pub mod auth;
-pub mod body;
-pub mod callback;
-pub mod commands;
 pub mod config;
-pub mod dead_letters;
-pub mod decision;
-pub mod error;
-pub mod event;
-pub mod http;
-pub mod log_limit;
-pub mod materialize;
-pub mod metrics;
-pub mod publish;
-pub mod record;
-pub mod relay;
-pub mod spool;
+pub mod delivery;
+pub mod ingress;
+pub mod ops;
 pub mod state;
-pub mod tls;

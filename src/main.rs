@@ -4,9 +4,9 @@
 use std::io::Write;
 
 use tim_relay::config::{Config, LogFormat};
-use tim_relay::http::Application;
-use tim_relay::materialize::config::StateConfig;
-use tim_relay::materialize::show::{self, Found};
+use tim_relay::ingress::http::Application;
+use tim_relay::state::materialize::config::StateConfig;
+use tim_relay::state::materialize::show::{self, Found};
 
 /// mimalloc instead of glibc's malloc: under load glibc's malloc/free (and its consolidation
 /// of freed chunks) took about a fifth of the relay's CPU in the HTTP workers; see
@@ -32,8 +32,8 @@ fn main() {
         }
         ["materialize"] => materialize(),
         ["state", group_id] => show_state(group_id),
-        ["dead", "list"] => dead(tim_relay::dead_letters::Action::List),
-        ["dead", "replay"] => dead(tim_relay::dead_letters::Action::Replay),
+        ["dead", "list"] => dead(tim_relay::ops::dead_letters::Action::List),
+        ["dead", "replay"] => dead(tim_relay::ops::dead_letters::Action::Replay),
         // A closed pipe (`tim-relay help | head -1`) is not an error worth a panic.
         ["help" | "--help" | "-h"] => {
             let _ = writeln!(std::io::stdout(), "{USAGE}");
@@ -71,7 +71,7 @@ fn materialize() {
         env!("CARGO_PKG_VERSION"),
         config.admin_listen
     );
-    if let Err(e) = tim_relay::materialize::run(config) {
+    if let Err(e) = tim_relay::state::materialize::run(config) {
         log::error!("materialize stopped: {e}");
         std::process::exit(1);
     }
@@ -108,10 +108,10 @@ fn show_state(group_id: &str) {
 }
 
 /// `tim-relay dead list|replay`: one JSON document on stdout; exit 1 when it cannot be done.
-fn dead(action: tim_relay::dead_letters::Action) {
+fn dead(action: tim_relay::ops::dead_letters::Action) {
     let config = Config::from_env().unwrap_or_else(|e| exit_with(e));
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    match tim_relay::dead_letters::run(&config, action) {
+    match tim_relay::ops::dead_letters::run(&config, action) {
         Ok(json) => println!("{json}"),
         Err(e) => {
             eprintln!("tim-relay: {e}");

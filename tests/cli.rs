@@ -122,7 +122,7 @@ async fn sigterm_lets_the_relay_finish_and_exit_0_with_secrets_masked_in_its_log
         .unwrap()
         .as_secs()
         .to_string();
-    let sign = tim_relay::auth::sign_for("very-secret-token", &now);
+    let sign = tim_relay::ingress::auth::sign_for("very-secret-token", &now);
     let base = format!(
         "http://{listen}/callback?SdkAppid=1400000000&CallbackCommand=Group.CallbackAfterGroupInfoChanged\
          &ClientIP=1.2.3.4%0AFAKE%20client&OptPlatform=Web%0D%0AFAKE"

@@ -63,7 +63,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, Prod
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use serde_json::Value;
-use tim_relay::materialize::StateError;
+use tim_relay::state::materialize::StateError;
 
 #[path = "support/state_model.rs"]
 mod state_model;

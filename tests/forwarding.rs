@@ -13,11 +13,11 @@ use rdkafka::producer::DefaultProducerContext;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::Value;
 use tim_relay::config::Config;
-use tim_relay::metrics::Metrics;
-use tim_relay::publish::Publisher;
-use tim_relay::record::Record;
-use tim_relay::relay::Relay;
-use tim_relay::spool::Spool;
+use tim_relay::delivery::publish::Publisher;
+use tim_relay::delivery::record::Record;
+use tim_relay::delivery::spool::Spool;
+use tim_relay::delivery::Relay;
+use tim_relay::ops::metrics::Metrics;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 

@@ -9,11 +9,11 @@ use proptest::collection::vec;
 use proptest::option::weighted;
 use proptest::prelude::*;
 use serde_json::{Map, Number, Value};
-use tim_relay::body::{BodyError, BodyLimits};
-use tim_relay::callback::CallbackQuery;
-use tim_relay::commands;
-use tim_relay::event::{Event, Origin};
-use tim_relay::record::Record;
+use tim_relay::delivery::record::Record;
+use tim_relay::ingress::body::{BodyError, BodyLimits};
+use tim_relay::ingress::callback::CallbackQuery;
+use tim_relay::ingress::commands;
+use tim_relay::ingress::event::{Event, Origin};
 
 const APP_ID: &str = "1400000000";
 const KNOWN: [&str; 10] = [

@@ -1,4 +1,4 @@
-//! The state document (`tim_relay::state::GroupState`, the value of each record in the state
+//! The state document (`tim_relay::state::fold::GroupState`, the value of each record in the state
 //! topic) against its documented JSON Schema, `docs/state/group-state.schema.json`.
 //!
 //! Real documents are folded from representative event histories and validated whole, nested
@@ -6,7 +6,7 @@
 //! other, so a keyword added to the schema cannot go unchecked. No broker needed.
 
 use serde_json::{json, Map, Value};
-use tim_relay::state::{FoldRules, Group, InEvent, STATE_SCHEMA_VERSION};
+use tim_relay::state::fold::{FoldRules, Group, InEvent, STATE_SCHEMA_VERSION};
 
 fn schema() -> Value {
     let path = format!(

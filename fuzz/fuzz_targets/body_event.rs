@@ -9,11 +9,11 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value};
-use tim_relay::body::BodyLimits;
-use tim_relay::callback::CallbackQuery;
-use tim_relay::commands::{self, Command};
-use tim_relay::event::{Event, Origin};
-use tim_relay::record::Record;
+use tim_relay::ingress::body::BodyLimits;
+use tim_relay::ingress::callback::CallbackQuery;
+use tim_relay::ingress::commands::{self, Command};
+use tim_relay::ingress::event::{Event, Origin};
+use tim_relay::delivery::record::Record;
 
 const APP_ID: &str = "1400000000";
 /// Known string fields and the `changes` member each becomes.
@@ -41,7 +41,7 @@ const KNOWN: [&str; 10] = [
 /// The last millisecond of year 9999, the last instant RFC 3339 (and humantime) can write.
 const LAST_RFC3339_MS: u64 = 253_402_300_799_999;
 
-fn read(command: &Command, data: &[u8], limits: BodyLimits) -> Result<Event, tim_relay::body::BodyError> {
+fn read(command: &Command, data: &[u8], limits: BodyLimits) -> Result<Event, tim_relay::ingress::body::BodyError> {
     let query = CallbackQuery::parse("SdkAppid=1400000000&ClientIP=127.0.0.1&OptPlatform=RESTAPI");
     let origin = Origin {
         sdk_app_id: APP_ID,

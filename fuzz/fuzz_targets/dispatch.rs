@@ -8,11 +8,11 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use tim_relay::body::BodyLimits;
-use tim_relay::callback::CallbackQuery;
-use tim_relay::commands::{self, Class, Dispatched, REGISTRY};
-use tim_relay::event::Origin;
-use tim_relay::record::Record;
+use tim_relay::ingress::body::BodyLimits;
+use tim_relay::ingress::callback::CallbackQuery;
+use tim_relay::ingress::commands::{self, Class, Dispatched, REGISTRY};
+use tim_relay::ingress::event::Origin;
+use tim_relay::delivery::record::Record;
 
 const OTHERS: [&str; 9] = [
     "Group.CallbackBeforeSendMsg",

@@ -9,8 +9,8 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use libfuzzer_sys::fuzz_target;
-use tim_relay::auth::{sign_for, AuthError, Authenticator};
-use tim_relay::callback::CallbackQuery;
+use tim_relay::ingress::auth::{sign_for, AuthError, Authenticator};
+use tim_relay::ingress::callback::CallbackQuery;
 
 const APP_ID: &str = "1400000000";
 const TOKEN: &str = "xxxxyyyy";

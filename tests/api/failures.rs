@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use tim_relay::record::Record;
-use tim_relay::spool::Spool;
+use tim_relay::delivery::record::Record;
+use tim_relay::delivery::spool::Spool;
 
 use crate::helpers::{create_topic, launch, metric, query, spawn_app_without_broker};
 

@@ -144,7 +144,7 @@ async fn a_valid_sign_is_accepted_when_token_auth_is_on() {
         .unwrap()
         .as_secs()
         .to_string();
-    let sign = tim_relay::auth::sign_for("xxxxyyyy", &now);
+    let sign = tim_relay::ingress::auth::sign_for("xxxxyyyy", &now);
     let answer = app
         .post(
             &format!("{}&Sign={sign}&RequestTime={now}", query()),

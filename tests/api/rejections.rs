@@ -2,7 +2,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tim_relay::auth::sign_for;
+use tim_relay::ingress::auth::sign_for;
 
 use crate::helpers::{query, spawn_app_with, APP_ID, COMMAND};
 

@@ -1,0 +1,377 @@
+//! HTTP: the callback route, and the `Application` that binds it beside the admin listener.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use actix_web::dev::Server;
+use actix_web::http::{header, KeepAlive, StatusCode};
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+
+use crate::config::{AccessRules, Config, ConfigError};
+use crate::delivery::peers::Peers;
+use crate::delivery::publish::Publisher;
+use crate::delivery::record::Record;
+use crate::delivery::spool::Spool;
+use crate::delivery::{Delivered, Relay};
+use crate::ingress::auth::Authenticator;
+use crate::ingress::body::BodyLimits;
+use crate::ingress::callback::CallbackQuery;
+use crate::ingress::commands::{self, Class, Dispatched};
+use crate::ingress::decision::{Decider, Decision};
+use crate::ingress::error::{fail_response, RelayError, OK_BODY};
+use crate::ingress::event::Origin;
+use crate::ops::admin::{self, Readiness};
+use crate::ops::log_limit::{LogLimit, Verdict};
+use crate::ops::metrics::{InFlight, Metrics};
+
+/// Refusal `warn` lines per second, at most; the rest are counted in the next line.
+const REFUSAL_LOG_LINES_PER_SECOND: u32 = 20;
+/// How long shutdown waits for queued events to reach the broker.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long in-flight callbacks may take to finish once the relay stops (each waits at most
+/// the ack timeout, under 2 s).
+const IN_FLIGHT_GRACE_SECS: u64 = 3;
+
+pub struct AppState {
+    pub auth: Authenticator,
+    pub relay: Relay,
+    pub access: AccessRules,
+    pub body_limit: usize,
+    pub body_timeout: Duration,
+    pub body_limits: BodyLimits,
+    pub sdk_app_id: String,
+    pub refusal_log: LogLimit,
+    pub topics: Topics,
+    /// Answers before-callbacks; one keep-alive pool to the decision service for all workers.
+    pub decider: Decider,
+}
+
+/// The topic of each class of events; empty when that class is switched off.
+pub struct Topics {
+    pub state: String,
+    pub messages: String,
+    pub other: String,
+}
+
+impl Topics {
+    pub fn of(&self, class: Class) -> &str {
+        match class {
+            Class::GroupState => &self.state,
+            Class::GroupMessage => &self.messages,
+            Class::Other => &self.other,
+        }
+    }
+}
+
+/// A bound, not yet running relay: the callback listener and the admin listener.
+pub struct Application {
+    port: u16,
+    admin_port: u16,
+    server: Server,
+    admin: Server,
+    relay: Relay,
+    readiness: Arc<Readiness>,
+    drain: Duration,
+}
+
+impl Application {
+    /// Creates the producer and binds the listener (port 0 picks a free port).
+    pub fn build(config: Config) -> Result<Self, ConfigError> {
+        let listener = TcpListener::bind(config.listen)
+            .map_err(|e| ConfigError::new("RELAY_LISTEN", format!("cannot bind {}: {e}", config.listen)))?;
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+        let admin_listener = TcpListener::bind(config.admin_listen).map_err(|e| {
+            ConfigError::new(
+                "RELAY_ADMIN_LISTEN",
+                format!("cannot bind {}: {e}", config.admin_listen),
+            )
+        })?;
+        let admin_port = admin_listener.local_addr().map(|a| a.port()).unwrap_or_default();
+        let metrics = Arc::new(Metrics::new());
+        metrics.spool_max_bytes.set(config.spool_max_bytes as i64);
+        let publisher = Arc::new(Publisher::new(&config, metrics.duplicates.clone())?);
+        let spool = Spool::open_bounded(
+            &config.spool_dir,
+            config.spool_max_bytes,
+            config.spool_max_file_bytes,
+        )
+        .map_err(|e| ConfigError::new("RELAY_SPOOL_DIR", e.to_string()))?;
+        let peers = Peers::new(config.peers.clone(), config.peer_max_wait, metrics.peer_metrics());
+        let relay =
+            Relay::new(publisher, spool, metrics, config.limits.max_pending_publishes).with_peers(peers);
+        let state = web::Data::new(AppState {
+            auth: Authenticator::new(
+                config.sdk_app_id.clone(),
+                config.callback_token.clone(),
+                config.sign_max_skew,
+            ),
+            relay: relay.clone(),
+            access: config.access.clone(),
+            body_limit: config.body_limit_bytes,
+            body_timeout: config.limits.body_timeout,
+            body_limits: config.limits.body,
+            sdk_app_id: config.sdk_app_id.clone(),
+            refusal_log: LogLimit::new(REFUSAL_LOG_LINES_PER_SECOND),
+            decider: Decider::new(&config.decision),
+            topics: Topics {
+                state: config.topic.clone(),
+                messages: config.messages_topic.clone(),
+                other: config.other_topic.clone(),
+            },
+        });
+        let path = config.callback_path.clone();
+        let limits = &config.limits;
+        let workers = config
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .route(&path, web::post().to(callback))
+                .route(&path, web::route().to(method_not_allowed))
+                .default_service(web::to(not_found))
+        })
+        .workers(workers)
+        // actix counts connections per worker; the setting is for the whole relay.
+        .max_connections(limits.max_connections.div_ceil(workers).max(1))
+        .client_request_timeout(limits.header_timeout)
+        .client_disconnect_timeout(Duration::from_secs(1))
+        .keep_alive(if limits.keep_alive.is_zero() {
+            KeepAlive::Disabled
+        } else {
+            KeepAlive::Timeout(limits.keep_alive)
+        })
+        // In-flight callbacks wait at most the ack timeout; this bound only guards against a stuck one.
+        .shutdown_timeout(IN_FLIGHT_GRACE_SECS)
+        // SIGINT would make actix stop at once; the relay handles both signals itself.
+        .disable_signals();
+        let server = match &config.tls {
+            Some(paths) => server.listen_rustls_0_23(listener, crate::ingress::tls::server_config(paths)?),
+            None => server.listen(listener),
+        }
+        .map_err(|e| ConfigError::new("RELAY_LISTEN", e.to_string()))?
+        .run();
+        let readiness = Readiness::new();
+        let admin = admin::server(admin_listener, relay.clone(), readiness.clone())
+            .map_err(|e| ConfigError::new("RELAY_ADMIN_LISTEN", e.to_string()))?;
+        Ok(Self {
+            port,
+            admin_port,
+            server,
+            admin,
+            relay,
+            readiness,
+            drain: config.shutdown_drain,
+        })
+    }
+
+    /// The callback listener's port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The admin listener's port (`/healthz`, `/readyz`, `/metrics`).
+    pub fn admin_port(&self) -> u16 {
+        self.admin_port
+    }
+
+    /// Serves and forwards the spool until SIGTERM or SIGINT (both stop the same way): readiness
+    /// turns 503, the callback listener closes and in-flight callbacks finish, the forwarder
+    /// keeps forwarding the spool for up to `RELAY_SHUTDOWN_DRAIN_SECS`, then the producer is
+    /// flushed. What is still spooled stays on disk for the next start.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let forwarder = tokio::spawn(self.relay.clone().forward(stopped, self.drain));
+        let probe = tokio::spawn(self.readiness.clone().probe_forever(self.relay.clone()));
+        let peers = self.relay.peers.clone();
+        let watch_peers = peers
+            .enabled()
+            .then(|| tokio::spawn(peers.watch_forever(self.relay.clone())));
+        let callbacks = self.server.handle();
+        let admin = self.admin.handle();
+        let admin_task = tokio::spawn(self.admin);
+        let mut served = tokio::spawn(self.server);
+        let served = tokio::select! {
+            signal = stop_signal() => {
+                log::info!(
+                    "{signal}: no new callbacks; finishing those in flight, then forwarding the spool for up to {}s",
+                    self.drain.as_secs()
+                );
+                self.readiness.set_stopping();
+                callbacks.stop(true).await;
+                served.await
+            }
+            result = &mut served => result,
+        };
+        let _ = stop.send(true);
+        // The forwarder returns by itself at the drain deadline; the margin covers its last wait.
+        let margin = Duration::from_secs(2);
+        if tokio::time::timeout(self.drain + margin, forwarder)
+            .await
+            .is_err()
+        {
+            log::error!("forwarder did not stop within {:?}", self.drain + margin);
+        }
+        let publisher = self.relay.publisher.clone();
+        let flushed = tokio::task::spawn_blocking(move || publisher.flush(FLUSH_TIMEOUT)).await;
+        let (events, _) = self.relay.spool.depth();
+        match flushed {
+            Ok(Ok(())) => log::info!("stopped: producer flushed; {events} events stay in the spool"),
+            Ok(Err(e)) => log::error!("stopped: producer flush incomplete after {FLUSH_TIMEOUT:?}: {e}"),
+            Err(e) => log::error!("stopped: producer flush did not run: {e}"),
+        }
+        probe.abort();
+        if let Some(watch) = watch_peers {
+            watch.abort();
+        }
+        admin.stop(true).await;
+        let _ = admin_task.await;
+        served.map_err(std::io::Error::other)?
+    }
+}
+
+/// Resolves with the signal's name at SIGTERM or SIGINT.
+pub(crate) async fn stop_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        },
+        _ => {
+            log::error!("cannot listen for SIGTERM/SIGINT; stop the relay with SIGKILL");
+            std::future::pending().await
+        }
+    }
+}
+
+/// How a callback that passed every check was answered.
+enum Answered {
+    /// Its events are acknowledged by Kafka or spooled.
+    Ok,
+    /// Its class is switched off (an empty topic variable): answered OK, nothing published.
+    Ignored,
+    /// A before-callback: Tencent gets this decision; nothing is published.
+    Decided(Decision),
+}
+
+async fn callback(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+    let started = Instant::now();
+    let metrics = &state.relay.metrics;
+    let _in_flight = InFlight::enter(&metrics.in_flight);
+    let json = |body: web::Bytes| HttpResponse::Ok().content_type("application/json").body(body);
+    match handle_callback(&req, payload, &state).await {
+        Ok(Answered::Ok) => {
+            metrics.count_ok(started.elapsed());
+            json(web::Bytes::from_static(OK_BODY.as_bytes()))
+        }
+        Ok(Answered::Ignored) => {
+            metrics.count("ignored", started.elapsed());
+            json(web::Bytes::from_static(OK_BODY.as_bytes()))
+        }
+        Ok(Answered::Decided(decision)) => {
+            metrics.count("decided", started.elapsed());
+            metrics.count_decision(&decision);
+            json(decision.body)
+        }
+        Err(err) => {
+            metrics.count(err.outcome(), started.elapsed());
+            // Every refusal is counted in /metrics; only the log lines are rate-limited.
+            if let Verdict::Log { suppressed } = state.refusal_log.check(Instant::now()) {
+                let peer = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+                log::warn!(
+                    "callback refused: code={} peer={peer} reason={:?}{}",
+                    err.code(),
+                    err.to_string(),
+                    if suppressed > 0 {
+                        format!(" ({suppressed} more refusals not logged)")
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+            actix_web::ResponseError::error_response(&err)
+        }
+    }
+}
+
+/// The checks in the documented order, then the command's route; nothing is published
+/// unless every check passed and every event of the callback was built.
+async fn handle_callback(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<Answered, RelayError> {
+    let received_at = SystemTime::now();
+    let client = state
+        .access
+        .client_ip(req.peer_addr().map(|a| a.ip()), req.headers());
+    if !state.access.permits(client) {
+        return Err(RelayError::AddressNotAllowed);
+    }
+    let query = CallbackQuery::parse(req.query_string());
+    state.auth.check_app_id(&query)?;
+    state.auth.check_sign(&query, received_at)?;
+    let name = match query.callback_command.as_deref() {
+        Some(name) if !name.is_empty() => name,
+        _ => return Err(RelayError::MissingCommand),
+    };
+    let body = tokio::time::timeout(state.body_timeout, read_body(req, payload, state.body_limit))
+        .await
+        .map_err(|_| RelayError::BodyTimeout)??;
+    let origin = Origin {
+        sdk_app_id: &state.sdk_app_id,
+        query: &query,
+        raw_body: &body,
+        received_at,
+    };
+    let (events, class) = match commands::dispatch(name, &origin, state.body_limits)? {
+        Dispatched::Publish(events, class) => (events, class),
+        Dispatched::Decide => {
+            let decision = state.decider.decide(req.query_string(), body.clone()).await;
+            return Ok(Answered::Decided(decision));
+        }
+    };
+    let topic = state.topics.of(class);
+    if topic.is_empty() {
+        return Ok(Answered::Ignored);
+    }
+    let records: Vec<Record> = events.iter().map(|e| Record::from_event(e, topic)).collect();
+    match state.relay.deliver_all(&records).await? {
+        Delivered::Acknowledged(took) => {
+            state.relay.metrics.publish_seconds.observe(took.as_secs_f64());
+            log::debug!("published {} event(s) of {name:?}", records.len());
+        }
+        Delivered::Spooled => log::debug!("spooled {} event(s) of {name:?}", records.len()),
+    }
+    Ok(Answered::Ok)
+}
+
+async fn read_body(req: &HttpRequest, payload: web::Payload, limit: usize) -> Result<web::Bytes, RelayError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(RelayError::BodyTooLarge { limit });
+    }
+    match payload.to_bytes_limited(limit).await {
+        Err(_) => Err(RelayError::BodyTooLarge { limit }),
+        Ok(Err(e)) => Err(RelayError::BodyUnreadable(e.to_string())),
+        Ok(Ok(bytes)) => Ok(bytes),
+    }
+}
+
+async fn method_not_allowed() -> HttpResponse {
+    fail_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        4051,
+        "callbacks are POST requests",
+    )
+}
+
+async fn not_found() -> HttpResponse {
+    fail_response(StatusCode::NOT_FOUND, 4041, "no such path")
+}
