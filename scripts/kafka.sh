@@ -17,7 +17,8 @@
 # KAFKA_DATA_DIR (<repo>/target/kafka-data), KAFKA_HEAP (-Xmx512m -Xms256m),
 # KAFKA_OPTS (extra broker JVM flags; -XX:TieredStopAtLevel=1 starts ~2 s
 # faster but runs slower), KAFKA_NUM_PARTITIONS (3), KAFKA_WAIT_TIMEOUT (60 s),
-# KAFKA_CDS (1: keep JVM class archives to start faster; 0: off),
+# KAFKA_CDS (1: keep JVM class archives to start faster; 0: off), KAFKA_AUTO_CREATE_TOPICS
+# (true; false: the broker creates no topic on first use),
 # TIM_RELAY_CACHE (~/.cache/tim-relay: jars live in kafka-<version>/libs).
 set -euo pipefail
 
@@ -169,7 +170,7 @@ inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
 log.dirs=$KAFKA_DATA_DIR/logs
 num.partitions=$KAFKA_NUM_PARTITIONS
-auto.create.topics.enable=true
+auto.create.topics.enable=${KAFKA_AUTO_CREATE_TOPICS:-true}
 default.replication.factor=1
 min.insync.replicas=1
 # One node: internal topics cannot have 3 replicas. One partition each also

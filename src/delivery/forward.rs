@@ -31,6 +31,9 @@ struct Sent {
     seq: u64,
     /// Where it goes, for the log and the metrics of a refusal.
     topic: String,
+    /// Sent with nothing else in the window, so in a produce batch of its own: a refusal of
+    /// its batch is a refusal of this record.
+    alone: bool,
     outcome: Result<Pending, PublishError>,
 }
 
@@ -66,6 +69,9 @@ struct Forwarder<'a> {
     /// Nothing is sent again before this (after a hold); doubles up to `BACKOFF_MAX`.
     retry_at: Option<Instant>,
     backoff: Duration,
+    /// Records still to send one at a time: Kafka refused a batch for what is in it (too
+    /// large), which may be one record of many; sent alone, only that one is refused again.
+    alone: usize,
 }
 
 impl Relay {
@@ -111,6 +117,7 @@ impl<'a> Forwarder<'a> {
             hold: None,
             retry_at: None,
             backoff: BACKOFF_MIN,
+            alone: 0,
         }
     }
 
@@ -250,7 +257,12 @@ impl<'a> Forwarder<'a> {
             .filter(|s: &Spooled| after.is_none_or(|last| s.seq > last));
         // While Kafka refuses the oldest record for now, only it is sent (a probe): records of
         // other topics behind it would be delivered, kept and sent again on every retry.
-        let window = if self.hold.is_some() { 1 } else { WINDOW };
+        // After a refused batch, records go one at a time until the one refused alone is found.
+        let window = if self.hold.is_some() || self.alone > 0 {
+            1
+        } else {
+            WINDOW
+        };
         for item in unsent {
             if self.window.len() >= window {
                 break;
@@ -273,6 +285,7 @@ impl<'a> Forwarder<'a> {
             self.window.push_back(Sent {
                 seq: item.seq,
                 topic,
+                alone: window == 1,
                 outcome,
             });
             self.last_sent = Some(item.seq);
@@ -288,14 +301,16 @@ impl<'a> Forwarder<'a> {
             let Some(sent) = self.window.pop_front() else {
                 break;
             };
-            let outcome = match sent.outcome {
-                Err(refused_at_send) => Err(refused_at_send),
-                Ok(_) => outcome,
+            // A record librdkafka refuses before sending is refused alone.
+            let (outcome, alone) = match sent.outcome {
+                Err(refused_at_send) => (Err(refused_at_send), true),
+                Ok(_) => (outcome, sent.alone),
             };
             match outcome {
                 Ok(()) if !self.resend => {
                     self.relay.publisher.watch().set_down(false);
                     delivered.push(sent.seq);
+                    self.alone = self.alone.saturating_sub(1);
                     if self.hold.is_some() {
                         self.resume();
                     }
@@ -308,7 +323,20 @@ impl<'a> Forwarder<'a> {
                         self.resend = true;
                     }
                 }
+                Err(e) if !self.resend && !alone => {
+                    // The broker judges a whole batch (max.message.bytes is per batch): the
+                    // record may be refused for a neighbour. Resent one at a time, only the
+                    // record refused alone is set aside.
+                    log::warn!(
+                        "Kafka refused a record batch of topic {} ({e}); sending the spool one record \
+                         at a time to set aside only a record that is refused alone",
+                        sent.topic
+                    );
+                    self.alone = WINDOW;
+                    self.resend = true;
+                }
                 Err(e) if !self.resend => {
+                    self.alone = 0;
                     log::error!(
                         "Kafka refused a spooled record of topic {} for what it is ({e}); moved to the \
                          spool's dead table (list it with `tim-relay dead list`, send it again with \
