@@ -365,7 +365,7 @@ impl Config {
         }
         let decision_url = env.relay_decision_url.filter(|u| !u.trim().is_empty());
         if let Some(url) = &decision_url {
-            crate::ingress::decision::check_url(url).map_err(|e| {
+            check_url(url).map_err(|e| {
                 ConfigError::new(
                     "RELAY_DECISION_URL",
                     format!("must be an http:// URL of a decision service beside the relay: {e}"),
@@ -700,7 +700,7 @@ impl fmt::Display for Config {
 
 /// A URL for the start-up line: scheme, host, port and path; user, password and query masked.
 fn shown_url(url: &str) -> String {
-    match crate::ingress::decision::check_url(url) {
+    match check_url(url) {
         Ok(u) => format!(
             "{}://{}{}{}{}",
             u.scheme(),
@@ -739,6 +739,19 @@ impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
     }
+}
+
+/// The decision URL as the relay can use it: http://, a host, no fragment. Errors never repeat
+/// the URL: it may carry a password or a key.
+pub fn check_url(url: &str) -> Result<reqwest::Url, String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("not a URL ({e})"))?;
+    if parsed.scheme() != "http" || !parsed.has_host() {
+        return Err("not an http:// URL with a host".into());
+    }
+    if parsed.fragment().is_some() {
+        return Err("has a #fragment".into());
+    }
+    Ok(parsed)
 }
 
 #[cfg(test)]

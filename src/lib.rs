@@ -6,10 +6,14 @@
 //!   other replicas;
 //! - [`state`]: where the group events are folded into each group's current state;
 //! - [`ops`]: what operators see: the admin listener, metrics, rate-limited logs, the dead table;
-//! - [`config`]: every environment variable.
+//! - [`config`]: every environment variable;
+//! - [`answer`] (Tencent's answer bodies) and [`shutdown`] (stop signals), which every part may
+//!   use.
 
+pub mod answer;
 pub mod config;
 pub mod delivery;
 pub mod ingress;
 pub mod ops;
+pub mod shutdown;
 pub mod state;

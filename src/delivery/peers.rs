@@ -29,12 +29,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use prometheus::{IntCounter, IntGauge};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use super::Relay;
 use crate::delivery::spool::now_ms;
+use crate::ops::metrics::PeerMetrics;
 
 /// How often each peer is asked for its spool's head.
 pub const POLL: Duration = Duration::from_millis(10);
@@ -84,16 +84,6 @@ pub struct Peers {
     /// record of its own in flight this relay may be stuck on the same partition leader.
     blocked: AtomicBool,
     pub metrics: PeerMetrics,
-}
-
-#[derive(Clone)]
-pub struct PeerMetrics {
-    /// Peers that answered within `GONE_AFTER`.
-    pub reachable: IntGauge,
-    /// Peers whose older events this relay waits for now.
-    pub holding: IntGauge,
-    /// Times a peer's head stayed put for `RELAY_PEER_MAX_WAIT_MS` and was no longer waited for.
-    pub given_up: IntCounter,
 }
 
 impl Peers {
@@ -302,6 +292,7 @@ async fn ask(client: reqwest::Client, addr: SocketAddr) -> Option<Head> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use prometheus::{IntCounter, IntGauge};
 
     fn peers() -> Arc<Peers> {
         Peers::new(

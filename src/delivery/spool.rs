@@ -420,6 +420,21 @@ impl Spool {
             .is_none()
     }
 
+    /// What the spool's gauges show (`tim_relay_spool_*`), from memory: never a transaction.
+    pub fn reading(&self, kafka_down: bool) -> crate::ops::metrics::SpoolReading {
+        let (events, bytes) = self.depth();
+        crate::ops::metrics::SpoolReading {
+            events,
+            bytes,
+            dead_events: self.dead_events(),
+            file_bytes: self.file_bytes(),
+            max_file_bytes: self.max_file_bytes(),
+            disk_full: self.disk_full(),
+            oldest_age: self.oldest_age(),
+            kafka_down,
+        }
+    }
+
     /// The spool file's size on disk.
     pub fn file_bytes(&self) -> u64 {
         self.shared.file.len()

@@ -9,9 +9,11 @@ use actix_web::web::Bytes;
 use reqwest::{header, redirect, StatusCode, Url};
 use serde::Deserialize;
 
+use crate::answer::OK_BODY;
 use crate::config;
-use crate::ingress::error::OK_BODY;
+use crate::config::check_url;
 use crate::ops::log_limit::{LogLimit, Verdict};
+use crate::ops::metrics::Metrics;
 
 /// Largest decision answer passed on; a rewritten `MsgBody` stays far below it.
 pub const MAX_ANSWER_BYTES: usize = 1 << 20;
@@ -185,17 +187,28 @@ fn decision(body: &'static str, outcome: &'static str) -> Decision {
     }
 }
 
-/// The decision URL as the relay can use it: http://, a host, no fragment. Errors never repeat
-/// the URL: it may carry a password or a key.
-pub fn check_url(url: &str) -> Result<Url, String> {
-    let parsed = Url::parse(url).map_err(|e| format!("not a URL ({e})"))?;
-    if parsed.scheme() != "http" || !parsed.has_host() {
-        return Err("not an http:// URL with a host".into());
+/// Makes every series of the decision metrics exist from the start, so rate() and alerts see a
+/// 0, not nothing.
+pub fn register_metrics(metrics: &Metrics) {
+    for outcome in OUTCOMES {
+        metrics.decisions.with_label_values(&[outcome]);
     }
-    if parsed.fragment().is_some() {
-        return Err("has a #fragment".into());
+    for reason in FAILURE_REASONS {
+        metrics.decision_fallbacks.with_label_values(&[reason]);
     }
-    Ok(parsed)
+}
+
+impl Decision {
+    /// Counts this decision in `tim_relay_decisions_total` (and the fallback's reason).
+    pub fn count(&self, metrics: &Metrics) {
+        metrics.decisions.with_label_values(&[self.outcome]).inc();
+        if let Some(failure) = &self.failure {
+            metrics
+                .decision_fallbacks
+                .with_label_values(&[failure.label()])
+                .inc();
+        }
+    }
 }
 
 fn client() -> Result<reqwest::Client, String> {

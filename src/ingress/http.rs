@@ -8,6 +8,7 @@ use actix_web::dev::Server;
 use actix_web::http::{header, KeepAlive, StatusCode};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 
+use crate::answer::{fail_response, OK_BODY};
 use crate::config::{AccessRules, Config, ConfigError};
 use crate::delivery::peers::Peers;
 use crate::delivery::publish::Publisher;
@@ -19,11 +20,12 @@ use crate::ingress::body::BodyLimits;
 use crate::ingress::callback::CallbackQuery;
 use crate::ingress::commands::{self, Class, Dispatched};
 use crate::ingress::decision::{Decider, Decision};
-use crate::ingress::error::{fail_response, RelayError, OK_BODY};
+use crate::ingress::error::RelayError;
 use crate::ingress::event::Origin;
 use crate::ops::admin::{self, Readiness};
 use crate::ops::log_limit::{LogLimit, Verdict};
 use crate::ops::metrics::{InFlight, Metrics};
+use crate::shutdown::stop_signal;
 
 /// Refusal `warn` lines per second, at most; the rest are counted in the next line.
 const REFUSAL_LOG_LINES_PER_SECOND: u32 = 20;
@@ -89,6 +91,7 @@ impl Application {
         })?;
         let admin_port = admin_listener.local_addr().map(|a| a.port()).unwrap_or_default();
         let metrics = Arc::new(Metrics::new());
+        crate::ingress::decision::register_metrics(&metrics);
         metrics.spool_max_bytes.set(config.spool_max_bytes as i64);
         let publisher = Arc::new(Publisher::new(&config, metrics.duplicates.clone())?);
         let spool = Spool::open_bounded(
@@ -231,21 +234,6 @@ impl Application {
     }
 }
 
-/// Resolves with the signal's name at SIGTERM or SIGINT.
-pub(crate) async fn stop_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-        (Ok(mut term), Ok(mut int)) => tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-        },
-        _ => {
-            log::error!("cannot listen for SIGTERM/SIGINT; stop the relay with SIGKILL");
-            std::future::pending().await
-        }
-    }
-}
-
 /// How a callback that passed every check was answered.
 enum Answered {
     /// Its events are acknowledged by Kafka or spooled.
@@ -272,7 +260,7 @@ async fn callback(req: HttpRequest, payload: web::Payload, state: web::Data<AppS
         }
         Ok(Answered::Decided(decision)) => {
             metrics.count("decided", started.elapsed());
-            metrics.count_decision(&decision);
+            decision.count(metrics);
             json(decision.body)
         }
         Err(err) => {

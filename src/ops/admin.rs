@@ -182,7 +182,7 @@ async fn metrics_text(state: web::Data<AdminState>) -> HttpResponse {
     let text = web::block(move || {
         relay
             .metrics
-            .observe_spool(&relay.spool, relay.publisher.watch().is_down());
+            .observe_spool(&relay.spool.reading(relay.publisher.watch().is_down()));
         relay.metrics.render()
     })
     .await

@@ -9,7 +9,30 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 
-use crate::delivery::spool::Spool;
+/// The peer watcher's gauges and counter (`RELAY_PEERS`, see `delivery::peers`).
+#[derive(Clone)]
+pub struct PeerMetrics {
+    /// Peers that answered within `GONE_AFTER`.
+    pub reachable: IntGauge,
+    /// Peers whose older events this relay waits for now.
+    pub holding: IntGauge,
+    /// Times a peer's head stayed put for `RELAY_PEER_MAX_WAIT_MS` and was no longer waited for.
+    pub given_up: IntCounter,
+}
+
+/// What the spool's gauges show, read from what the spool keeps in memory (never a database
+/// transaction).
+#[derive(Debug, Default, Clone)]
+pub struct SpoolReading {
+    pub events: u64,
+    pub bytes: u64,
+    pub dead_events: u64,
+    pub file_bytes: u64,
+    pub max_file_bytes: u64,
+    pub disk_full: bool,
+    pub oldest_age: Option<Duration>,
+    pub kafka_down: bool,
+}
 
 pub struct Metrics {
     registry: Registry,
@@ -107,13 +130,6 @@ impl Metrics {
             &["reason"],
         )
         .expect("valid metric");
-        // Every series exists from the start, so rate() and alerts see a 0, not nothing.
-        for outcome in crate::ingress::decision::OUTCOMES {
-            decisions.with_label_values(&[outcome]);
-        }
-        for reason in crate::ingress::decision::FAILURE_REASONS {
-            decision_fallbacks.with_label_values(&[reason]);
-        }
         let spool_max_bytes = gauge(
             "tim_relay_spool_max_bytes",
             "The spool's size limit (RELAY_SPOOL_MAX_BYTES); beyond it callbacks are refused",
@@ -267,27 +283,26 @@ impl Metrics {
     }
 
     /// The gauges and counter the peer watcher keeps.
-    pub fn peer_metrics(&self) -> crate::delivery::peers::PeerMetrics {
-        crate::delivery::peers::PeerMetrics {
+    pub fn peer_metrics(&self) -> PeerMetrics {
+        PeerMetrics {
             reachable: self.peers_reachable.clone(),
             holding: self.peers_holding.clone(),
             given_up: self.peer_waits_given_up.clone(),
         }
     }
 
-    /// Reads the spool's gauges from what the spool keeps in memory; called when metrics are
-    /// scraped. Never blocks and never opens a database transaction.
-    pub fn observe_spool(&self, spool: &Spool, kafka_down: bool) {
-        let (events, bytes) = spool.depth();
-        self.spool_events.set(events as i64);
-        self.spool_bytes.set(bytes as i64);
-        self.spool_dead.set(spool.dead_events() as i64);
-        self.spool_file_bytes.set(spool.file_bytes() as i64);
-        self.spool_file_max_bytes.set(spool.max_file_bytes() as i64);
-        self.spool_disk_full.set(i64::from(spool.disk_full()));
+    /// Sets the spool's gauges from a reading of what the spool keeps in memory; called when
+    /// metrics are scraped.
+    pub fn observe_spool(&self, spool: &SpoolReading) {
+        self.spool_events.set(spool.events as i64);
+        self.spool_bytes.set(spool.bytes as i64);
+        self.spool_dead.set(spool.dead_events as i64);
+        self.spool_file_bytes.set(spool.file_bytes as i64);
+        self.spool_file_max_bytes.set(spool.max_file_bytes as i64);
+        self.spool_disk_full.set(i64::from(spool.disk_full));
         self.spool_oldest_age
-            .set(spool.oldest_age().map_or(0.0, |a| a.as_secs_f64()));
-        self.kafka_reachable.set(i64::from(!kafka_down));
+            .set(spool.oldest_age.map_or(0.0, |a| a.as_secs_f64()));
+        self.kafka_reachable.set(i64::from(!spool.kafka_down));
     }
 
     /// Counts a callback answered with `outcome` after `took`.
@@ -296,16 +311,6 @@ impl Metrics {
         self.callback_seconds
             .with_label_values(&[outcome])
             .observe(took.as_secs_f64());
-    }
-
-    /// Counts a before-callback's decision.
-    pub fn count_decision(&self, decision: &crate::ingress::decision::Decision) {
-        self.decisions.with_label_values(&[decision.outcome]).inc();
-        if let Some(failure) = &decision.failure {
-            self.decision_fallbacks
-                .with_label_values(&[failure.label()])
-                .inc();
-        }
     }
 
     /// `count("ok", took)` without the label lookups (hashing and a lock) on the hot path.

@@ -779,7 +779,7 @@ pub fn run(config: StateConfig) -> Result<(), StateError> {
     system.block_on(async move {
         actix_web::rt::spawn(server);
         tokio::select! {
-            signal = crate::ingress::http::stop_signal() => {
+            signal = crate::shutdown::stop_signal() => {
                 log::info!("{signal}: stopping after the current transaction");
                 signal_stop.store(true, Ordering::Relaxed);
             }
