@@ -24,6 +24,24 @@ use std::time::{Duration, Instant};
 use redb::backends::FileBackend;
 use redb::{BackendError, StorageBackend};
 
+/// How full redb's file may get (events and dead entries against the file's length, in
+/// percent) while its next growth would pass `RELAY_SPOOL_MAX_FILE_BYTES`: past it appends are
+/// refused, so redb never has to grow. redb grew its file when its content passed about 83% of
+/// it (docs/spool.md); the margin covers the B-tree's own pages.
+pub(super) const LAST_FILL_PERCENT: u64 = 70;
+/// After a growth was refused at the file bound anyway, appends resume once the spool holds
+/// this share (percent) of what it held then.
+pub(super) const RESUME_PERCENT: u64 = 90;
+
+/// `RELAY_SPOOL_MAX_FILE_BYTES` when it is not set: room for a spool of `max_bytes` with
+/// redb's doubling (see docs/spool.md), and never less than `MIN_FILE_BYTES`.
+pub fn default_max_file_bytes(max_bytes: u64) -> u64 {
+    (max_bytes.saturating_mul(5) / 2).max(MIN_FILE_BYTES)
+}
+
+/// The smallest file bound: a new redb file and its first few doublings.
+pub const MIN_FILE_BYTES: u64 = 8 << 20;
+
 /// redb's largest doubling: past it the file grows by this much at a time.
 const REGION: u64 = 4 << 30;
 /// How often a spool refusing appends for lack of room asks the file system again.
