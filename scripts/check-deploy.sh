@@ -37,8 +37,9 @@ CACHE=${TIM_RELAY_CACHE:-$HOME/.cache/tim-relay}
 BIN=$CACHE/bin
 MON=deploy/monitoring
 
-die() { echo "check-deploy.sh: FAIL: $*" >&2; exit 1; }
-say() { echo "check-deploy.sh: $*" >&2; }
+# shellcheck source=lib/common.sh
+source scripts/lib/common.sh
+die() { say "FAIL: $*"; exit 1; }
 
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
@@ -71,8 +72,7 @@ if [[ ! -x $PROMTOOL ]]; then
   say "extracting promtool from Debian's prometheus package (once)"
   command -v apt-get >/dev/null || die "promtool is missing and apt-get is not here to fetch Debian's prometheus package"
   if ! apt-cache show prometheus >/dev/null 2>&1; then
-    if [[ $(id -u) -eq 0 ]]; then SUDO=; else SUDO=sudo; fi
-    $SUDO apt-get update -qq || die "apt-get update failed"
+    as_root apt-get update -qq || die "apt-get update failed"
   fi
   mkdir -p "$WORK/deb" && chmod 777 "$WORK/deb"
   (cd "$WORK/deb" && apt-get download -q prometheus) >"$WORK/apt.log" 2>&1 \
