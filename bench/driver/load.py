@@ -65,6 +65,11 @@ def sign_env():
     }
 
 
+def in_ms(result, *names):
+    """The load tool's NAME_us figures as NAME_ms, in the order given."""
+    return {f"{name}_ms": result[f"{name}_us"] / 1000 for name in names}
+
+
 def run_wrk(s, port, connections, seconds, server_pid):
     """One wrk run; returns the figures of that level, measured on `server_pid`."""
     threads = min(connections, 2)
@@ -92,12 +97,7 @@ def run_wrk(s, port, connections, seconds, server_pid):
         "seconds": w["duration_us"] / 1e6,
         "requests": w["requests"],
         "rps": w["requests"] / (w["duration_us"] / 1e6),
-        "p50_ms": w["p50_us"] / 1000,
-        "p90_ms": w["p90_us"] / 1000,
-        "p99_ms": w["p99_us"] / 1000,
-        "p999_ms": w["p999_us"] / 1000,
-        "max_ms": w["max_us"] / 1000,
-        "mean_ms": w["mean_us"] / 1000,
+        **in_ms(w, "p50", "p90", "p99", "p999", "max", "mean"),
         # response() counts every non-200 (or not-OK) answer, which includes wrk's own
         # "Non-2xx or 3xx responses" (non2xx3xx, kept for cross-checking).
         "errors": max(w["non200"], w["non2xx3xx"]) + socket_errors,
@@ -162,21 +162,12 @@ def run_open_loop(s, port, rate, server_pid):
         "requests": o["requests"],
         "sent_rps": o["sent_rps"],
         "answered_rps": o["answered_rps"],
-        "p50_ms": o["p50_us"] / 1000,
-        "p90_ms": o["p90_us"] / 1000,
-        "p99_ms": o["p99_us"] / 1000,
-        "p999_ms": o["p999_us"] / 1000,
-        "max_ms": o["max_us"] / 1000,
-        "mean_ms": o["mean_us"] / 1000,
+        **in_ms(o, "p50", "p90", "p99", "p999", "max", "mean"),
         "errors": o["errors"],
         "sample_error": o["sample_error"] or None,
-        "wait_p99_ms": o["wait_p99_us"] / 1000,
+        **in_ms(o, "wait_p99"),
         # From when the tool's scheduler handed the request out: without its own timer lateness.
-        "dispatch_p50_ms": o["dispatch_p50_us"] / 1000,
-        "dispatch_p99_ms": o["dispatch_p99_us"] / 1000,
-        "dispatch_p999_ms": o["dispatch_p999_us"] / 1000,
-        "sched_lag_p99_ms": o["sched_lag_p99_us"] / 1000,
-        "sched_lag_max_ms": o["sched_lag_max_us"] / 1000,
+        **in_ms(o, "dispatch_p50", "dispatch_p99", "dispatch_p999", "sched_lag_p99", "sched_lag_max"),
         "max_in_flight": o["max_in_flight"],
         "rss_max_mib": rss_max / 1024,
         "cpu_s": cpu,
