@@ -52,18 +52,14 @@
 # only. All traffic goes to 127.0.0.1. The measurement itself is bench/run.py.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-
-say() { echo "bench.sh: $*" >&2; }
+# shellcheck source=lib/common.sh
+source scripts/lib/common.sh
 
 bash scripts/deps.sh
 
 if ! command -v wrk >/dev/null; then
   say "installing wrk"
-  if [[ $(id -u) -eq 0 ]]; then SUDO=; else SUDO=sudo; fi
-  if ! DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq wrk >/dev/null 2>&1; then
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq wrk >/dev/null
-  fi
+  apt_install wrk
 fi
 
 BENCH_GO=${BENCH_GO:-1}
@@ -140,7 +136,6 @@ fi
 export BENCH_BASELINES
 
 driver=
-started_kafka=0
 cleanup() {
   local code=$?
   trap - EXIT INT TERM
@@ -148,19 +143,13 @@ cleanup() {
     kill -TERM "$driver" 2>/dev/null || true
     wait "$driver" 2>/dev/null || true
   fi
-  if ((started_kafka)); then bash scripts/kafka.sh stop || true; fi
+  if ((STARTED_KAFKA)); then bash scripts/kafka.sh stop || true; fi
   exit "$code"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 
 # The broker: started here only if it is not already running, and then stopped at the end.
-# (`status` exits 3 for stopped; `start` is idempotent and waits until the broker answers.)
-kafka_status=0
-bash scripts/kafka.sh status >/dev/null 2>&1 || kafka_status=$?
-if ((kafka_status == 3)); then started_kafka=1; fi
-bash scripts/kafka.sh start
+start_kafka
 
 # In the background so that a signal reaches the trap at once (bash runs traps only between
 # commands); the driver stops the relay, the HTTP ceiling and wrk on SIGTERM.

@@ -33,7 +33,8 @@ export CLUSTER_FAULTS_SECS=${CLUSTER_FAULTS_SECS:-60}
 export CLUSTER_LOGS_DIR=$PWD/target/cluster-logs   # where tests/cluster_state.rs writes too
 [[ $CLUSTER_FAULTS_SECS =~ ^[0-9]+$ ]] || { echo "CLUSTER_FAULTS_SECS must be a number of seconds" >&2; exit 2; }
 
-say() { echo "cluster-faults.sh: $*" >&2; }
+# shellcheck source=lib/common.sh
+source scripts/lib/common.sh
 started=$SECONDS
 
 # One run at a time: two would share the cluster's ports and data dir.
@@ -53,9 +54,7 @@ stop_cluster() {
   say "stopping the cluster"
   bash scripts/kafka-cluster.sh stop || say "kafka-cluster.sh stop failed; try: KAFKA_CLUSTER_PORT_BASE=$KAFKA_CLUSTER_PORT_BASE KAFKA_CLUSTER_CONTROLLER_PORT_BASE=$KAFKA_CLUSTER_CONTROLLER_PORT_BASE KAFKA_CLUSTER_DIR=$KAFKA_CLUSTER_DIR bash scripts/kafka-cluster.sh kill"
 }
-trap stop_cluster EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit stop_cluster
 
 bash scripts/kafka-cluster.sh reset
 bash scripts/kafka-cluster.sh start

@@ -22,6 +22,8 @@ SEED=${FUZZ_SEED:-20261126}
 # needs a sanitizer's malloc hooks and only takes effect with FUZZ_SANITIZER=address.
 SANITIZER=${FUZZ_SANITIZER:-none}
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+# shellcheck source=lib/common.sh
+source scripts/lib/common.sh
 
 log() { echo "fuzz.sh [+${SECONDS}s]: $*" >&2; }
 
@@ -33,9 +35,7 @@ for pkg in build-essential pkg-config libssl-dev zlib1g-dev; do
 done
 if ((${#need[@]})); then
   log "installing ${need[*]}"
-  if [[ $(id -u) -eq 0 ]]; then SUDO=; else SUDO=sudo; fi
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+  apt_install --update "${need[@]}"
 fi
 
 # libFuzzer needs a nightly compiler (-Z sanitizer flags).

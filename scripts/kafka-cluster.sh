@@ -38,11 +38,11 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(dirname "$HERE")
 SELF=$HERE/$(basename "${BASH_SOURCE[0]}")
-
+# shellcheck source=lib/common.sh
+source "$HERE/lib/common.sh"
 # Shared with kafka.sh (same defaults): it fetches into $CACHE/libs.
-KAFKA_VERSION=${KAFKA_VERSION:-4.4.0}
-KAFKA_CDS=${KAFKA_CDS:-1}
-TIM_RELAY_CACHE=${TIM_RELAY_CACHE:-$HOME/.cache/tim-relay}
+# shellcheck source=lib/kafka.sh
+source "$HERE/lib/kafka.sh"
 export KAFKA_VERSION KAFKA_CDS TIM_RELAY_CACHE
 
 PORT_BASE=${KAFKA_CLUSTER_PORT_BASE:-19292}
@@ -62,8 +62,6 @@ USE_KCAT=${KAFKA_CLUSTER_KCAT:-auto}
 # Absolute: each node's data dir is baked into its server.properties, which is
 # how we recognise "our" node processes in /proc.
 DIR=$(realpath -m "$DIR")
-CACHE=$TIM_RELAY_CACHE/kafka-$KAFKA_VERSION
-LIBS=$CACHE/libs
 NODES=(1 2 3)
 BPORT=() CPORT=() BOOTSTRAP='' CONTROLLERS='' VOTERS=''
 for n in "${NODES[@]}"; do
@@ -74,38 +72,19 @@ for n in "${NODES[@]}"; do
   VOTERS+=${VOTERS:+,}$n@127.0.0.1:${CPORT[n]}
 done
 
-say() { echo "kafka-cluster.sh: $*" >&2; }
-die() { say "$*"; exit 1; }
-
 # ---- jars and JVMs ------------------------------------------------------------
 
 # `kafka.sh fetch` is the one way jars arrive. It waits for kafka.sh's lock,
 # which a starting single broker holds for a while, so skip it when kafka.sh's
 # marker says this pom's jars are complete (any doubt: ask kafka.sh).
 fetch() {
-  local stamp
-  stamp=$(sha256sum "$HERE/kafka/pom.xml" | cut -d' ' -f1)
-  if [[ -d $LIBS && -f $CACHE/.complete && $(<"$CACHE/.complete") == "$stamp" ]]; then
-    return 0
-  fi
+  [[ -d $LIBS ]] && jars_complete && return 0
   bash "$HERE/kafka.sh" fetch
 }
 
-# Class-data sharing: map the archives kafka.sh records (same java, same jars;
-# a JVM silently ignores one that does not match). Read only: we never write
-# them, so the two scripts cannot race on them. Sets CDS=(flags...).
-cds_for() {  # $1 = broker|tools
-  CDS=()
-  if [[ $KAFKA_CDS == 1 && -s $CACHE/$1.jsa ]]; then
-    CDS=("-XX:SharedArchiveFile=$CACHE/$1.jsa" -Xlog:cds=off -Xlog:cds+dynamic=off)
-  fi
-}
-
-# Tool JVMs: small heap, C1 only (one-shot), warnings only, on stderr.
-TOOL_JVM=(-Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true
-  "-Dlog4j2.configurationFile=$HERE/kafka/log4j2-tools.properties" -cp "$LIBS/*")
-CDS=()
-tool_java() { cds_for tools; java "${TOOL_JVM[@]}" "${CDS[@]}" "$@"; }
+# Tool JVMs here are one-shot: C1 only. Class-data archives are only mapped
+# (cds_for without a second argument), never recorded.
+TOOL_JVM+=(-XX:TieredStopAtLevel=1)
 
 # Admin client settings for our own look-ups: fail within seconds, not 60 s.
 admin_props() {  # [api timeout ms] [request timeout ms]
@@ -117,31 +96,8 @@ have_kcat() { [[ $USE_KCAT != 0 ]] && command -v kcat >/dev/null; }
 # ---- process state --------------------------------------------------------------
 
 node_pid() { [[ -f $DIR/node-$1/kafka.pid ]] && cat "$DIR/node-$1/kafka.pid"; }
-
-# True if node $1's pid file names a live kafka.Kafka on *its* config (a bare
-# `kill -0` would be fooled by pid reuse).
-running() {
-  local pid
-  pid=$(node_pid "$1") || return 1
-  [[ -n $pid && -r /proc/$pid/cmdline ]] || return 1
-  [[ $(tr '\0' ' ' <"/proc/$pid/cmdline") == *"kafka.Kafka $DIR/node-$1/server.properties "* ]]
-}
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# Gone, or a zombie whose threads have all exited (its ports are closed).
-dead() {
-  local st
-  st=$(awk '/^State:/ {s = $2} /^Threads:/ {t = $2} END {print s t}' "/proc/$1/status" 2>/dev/null) || return 0
-  [[ -z $st || $st == Z1 ]]
-}
-
-log_tail() {
-  local log=$DIR/node-$1/kafka.log
-  [[ -f $log ]] || return 0
-  say "last lines of $log:"
-  tail -n 30 "$log" >&2
-}
+running() { kafka_running "$DIR/node-$1/kafka.pid" "$DIR/node-$1/server.properties"; }
+node_log_tail() { log_tail "$DIR/node-$1/kafka.log" 30; }
 
 check_node() {
   [[ ${1:-} =~ ^[123]$ ]] || die "N must be 1, 2 or 3 (got '${1:-}')"
@@ -174,7 +130,7 @@ wait_brokers() {
   local deadline=$((SECONDS + limit)) n bs='' seen='' missing
   for n in "$@"; do
     if ! running "$n"; then
-      [[ -f $DIR/node-$n/kafka.pid ]] && log_tail "$n"   # started, then died: say why
+      [[ -f $DIR/node-$n/kafka.pid ]] && node_log_tail "$n"   # started, then died: say why
       die "node $n is not running; run: $0 start-node $n (or $0 start)"
     fi
     bs+=${bs:+,}127.0.0.1:${BPORT[n]}
@@ -189,7 +145,7 @@ wait_brokers() {
       [[ -z $missing ]] && return 0
     fi
     for n in "$@"; do
-      running "$n" || { log_tail "$n"; die "node $n exited during startup; see $DIR/node-$n/kafka.log"; }
+      running "$n" || { node_log_tail "$n"; die "node $n exited during startup; see $DIR/node-$n/kafka.log"; }
     done
     if ((SECONDS >= deadline)); then
       die "broker(s)$missing not registered after ${limit}s (metadata shows: ${seen:-nothing}); see $DIR/node-N/kafka.log"
@@ -383,18 +339,9 @@ format_nodes() {
 }
 
 launch() {  # node (props written, storage formatted)
-  local n=$1 d=$DIR/node-$1 i
-  [[ -f $d/kafka.log ]] && mv -f "$d/kafka.log" "$d/kafka.log.prev"   # for post-mortems
+  local d=$DIR/node-$1
   cds_for broker
-  # setsid: own session, so the caller's Ctrl-C or process group going away
-  # does not take the node with it. The lock (fd 9) stays with us.
-  # shellcheck disable=SC2086  # HEAP / OPTS are word lists on purpose
-  setsid java $HEAP -XX:+UseSerialGC -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
-    "${CDS[@]}" "-Dlog4j2.configurationFile=$HERE/kafka/log4j2-broker.properties" $OPTS \
-    -cp "$LIBS/*" kafka.Kafka "$d/server.properties" </dev/null >"$d/kafka.log" 2>&1 9<&- &
-  echo $! >"$d/kafka.pid"
-  # $! is a forked shell until it has exec'd java; `running` would say no.
-  for ((i = 0; i < 50; i++)); do running "$n" && break; sleep 0.1; done
+  launch_kafka "$HEAP" "$OPTS" "$d/server.properties" "$d/kafka.log" "$d/kafka.pid"
 }
 
 # Start the nodes in $@ that are not running; returns without waiting.
@@ -535,15 +482,13 @@ reset() {
   say "deleted $DIR"
 }
 
-usage() { sed -n '2,35p' "$SELF" | sed 's/^# \{0,1\}//' >&2; exit "$1"; }
 
 cmd=${1:-}; [[ $# -gt 0 ]] && shift
 # One lifecycle change at a time (lock on this script, opened read-only; the
 # nodes do not inherit it).
 case $cmd in
   start | stop | kill | reset | start-node | stop-node | kill-node)
-    exec 9<"$SELF"
-    flock -w 300 9 || die "another kafka-cluster.sh $cmd is still busy after 300s"
+    hold_lock "$SELF" "$cmd"
     ;;
 esac
 case $cmd in
@@ -580,7 +525,7 @@ case $cmd in
     fetch; txn_coordinator "$1"
     ;;
   topics | quorum)
-    fetch; cds_for tools
+    fetch
     main=org.apache.kafka.tools.TopicCommand
     opt=--bootstrap-server val=$BOOTSTRAP
     if [[ $cmd == quorum ]]; then
@@ -589,8 +534,8 @@ case $cmd in
     if [[ " $* " != *" --bootstrap-server "* && " $* " != *" --bootstrap-controller "* ]]; then
       set -- "$opt" "$val" "$@"
     fi
-    exec java "${TOOL_JVM[@]}" "${CDS[@]}" "$main" "$@"
+    exec_tool "$main" "$@"
     ;;
-  -h | --help | help) usage 0 ;;
-  *) usage 2 ;;
+  -h | --help | help) usage "$SELF" 35 0 ;;
+  *) usage "$SELF" 35 2 ;;
 esac

@@ -24,8 +24,11 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(dirname "$HERE")
+# shellcheck source=lib/common.sh
+source "$HERE/lib/common.sh"
+# shellcheck source=lib/kafka.sh
+source "$HERE/lib/kafka.sh"   # the jars, KAFKA_VERSION, KAFKA_CDS, TIM_RELAY_CACHE
 
-KAFKA_VERSION=${KAFKA_VERSION:-4.4.0}
 KAFKA_PORT=${KAFKA_PORT:-9092}
 KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-9093}
 KAFKA_DATA_DIR=${KAFKA_DATA_DIR:-$REPO/target/kafka-data}
@@ -33,94 +36,30 @@ KAFKA_HEAP=${KAFKA_HEAP:--Xmx512m -Xms256m}
 KAFKA_OPTS=${KAFKA_OPTS:-}
 KAFKA_NUM_PARTITIONS=${KAFKA_NUM_PARTITIONS:-3}
 KAFKA_WAIT_TIMEOUT=${KAFKA_WAIT_TIMEOUT:-60}
-KAFKA_CDS=${KAFKA_CDS:-1}
-TIM_RELAY_CACHE=${TIM_RELAY_CACHE:-$HOME/.cache/tim-relay}
 
 # Absolute path: the data dir is baked into server.properties and is how we
 # recognise "our" broker process in /proc.
 KAFKA_DATA_DIR=$(realpath -m "$KAFKA_DATA_DIR")
-CACHE=$TIM_RELAY_CACHE/kafka-$KAFKA_VERSION
-LIBS=$CACHE/libs
 PROPS=$KAFKA_DATA_DIR/server.properties
 PID_FILE=$KAFKA_DATA_DIR/kafka.pid
 LOG=$KAFKA_DATA_DIR/kafka.log
 BROKER_JSA_PART=$KAFKA_DATA_DIR/broker.jsa.part
 BOOTSTRAP=127.0.0.1:$KAFKA_PORT
 
-say() { echo "kafka.sh: $*" >&2; }
-die() { say "$*"; exit 1; }
-
-# ---- jars and JVMs ----------------------------------------------------------
-
-fetch() {
-  # The marker holds the pom's hash: editing the pom (e.g. a new log4j) refetches.
-  local stamp out
-  stamp=$(sha256sum "$HERE/kafka/pom.xml" | cut -d' ' -f1)
-  if [[ -f $CACHE/.complete && $(<"$CACHE/.complete") == "$stamp" ]]; then
-    return 0
-  fi
-  command -v mvn >/dev/null || die "mvn not found; install Maven (and a JDK 17+)"
-  say "fetching Kafka $KAFKA_VERSION jars into $LIBS"
-  mkdir -p "$CACHE"
-  rm -rf "$LIBS" "$LIBS.part" "$CACHE/.complete" "$CACHE"/*.jsa
-  # Copy into a side folder and rename, so an interrupted fetch never looks done.
-  # mvn's output (even -q prints colour codes) is only shown when it fails.
-  out=$(mvn -q -B -Dstyle.color=never -f "$HERE/kafka/pom.xml" -Dkafka.version="$KAFKA_VERSION" \
-    dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$LIBS.part" 2>&1) \
-    || { echo "$out" >&2; rm -rf "$LIBS.part"; die "mvn could not fetch Kafka $KAFKA_VERSION; check KAFKA_VERSION and access to Maven Central"; }
-  mv "$LIBS.part" "$LIBS"
-  echo "$stamp" >"$CACHE/.complete"
-}
-
-# Class-data sharing: a JVM given ArchiveClassesAtExit writes the classes it
-# loaded to an archive when it exits cleanly; later JVMs of that kind map it
-# and start 1-3 s sooner (2 cores, ~90 jars). The JVM silently ignores an
-# archive that does not match (other java, other jars). Sets CDS=(flags...).
-cds_for() {  # $1 = broker|tools, $2 = where to record if no archive yet (optional)
-  CDS=()
-  [[ $KAFKA_CDS == 1 ]] || return 0
-  if [[ -s $CACHE/$1.jsa ]]; then
-    CDS=("-XX:SharedArchiveFile=$CACHE/$1.jsa" -Xlog:cds=off -Xlog:cds+dynamic=off)
-  elif [[ -n ${2:-} ]]; then
-    CDS=("-XX:ArchiveClassesAtExit=$2" -Xlog:cds=off -Xlog:cds+dynamic=off)
-  fi
-}
-
-# Tool JVMs: small heap, warnings only, on stderr (stdout is the tool's output).
-TOOL_JVM=(-Xmx256m -XX:+UseSerialGC -Djava.awt.headless=true
-  "-Dlog4j2.configurationFile=$HERE/kafka/log4j2-tools.properties" -cp "$LIBS/*")
-CDS=()
-tool_java() { java "${TOOL_JVM[@]}" "${CDS[@]}" "$@"; }
+# ---- tools ----------------------------------------------------------------------------------
 
 # For humans: add --bootstrap-server unless the caller gave one.
 run_tool() {
   local main=$1; shift
-  fetch; cds_for tools
+  fetch_jars
   if [[ " $* " != *" --bootstrap-server "* ]]; then set -- --bootstrap-server "$BOOTSTRAP" "$@"; fi
-  exec java "${TOOL_JVM[@]}" "${CDS[@]}" "$main" "$@"
+  exec_tool "$main" "$@"
 }
 
 # ---- process state ------------------------------------------------------------
 
 broker_pid() { [[ -f $PID_FILE ]] && cat "$PID_FILE"; }
-
-# True if the pid file names a live kafka.Kafka on *this* data dir's config
-# (a bare `kill -0` would be fooled by pid reuse after a reboot or SIGKILL).
-running() {
-  local pid
-  pid=$(broker_pid) || return 1
-  [[ -n $pid && -r /proc/$pid/cmdline ]] || return 1
-  # (No `| grep -q`: with pipefail, grep quitting early fails the pipeline.)
-  [[ $(tr '\0' ' ' <"/proc/$pid/cmdline") == *"kafka.Kafka $PROPS"* ]]
-}
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-log_tail() {
-  [[ -f $LOG ]] || return 0
-  say "last lines of $LOG:"
-  tail -n 40 "$LOG" >&2
-}
+running() { kafka_running "$PID_FILE" "$PROPS"; }
 
 # Ready = a real metadata round trip (list topics) with Kafka's own admin
 # client, given at most $1 seconds.
@@ -138,7 +77,7 @@ probe() {
 
 wait_ready() {
   if ! running; then
-    [[ -f $PID_FILE ]] && log_tail   # it was started and has died: say why
+    [[ -f $PID_FILE ]] && log_tail "$LOG" 40   # it was started and has died: say why
     die "no broker running from $KAFKA_DATA_DIR; run: $0 start"
   fi
   local limit=${1:-$KAFKA_WAIT_TIMEOUT}
@@ -147,9 +86,9 @@ wait_ready() {
   # opens it only once caught up and unfenced, so the probe (a JVM start,
   # ~1-2 s) usually succeeds on the first try.
   until port_open "$KAFKA_PORT" && probe $((deadline > SECONDS ? deadline - SECONDS : 1)); do
-    running || { log_tail; die "broker exited during startup; see $LOG"; }
+    running || { log_tail "$LOG" 40; die "broker exited during startup; see $LOG"; }
     if ((SECONDS >= deadline)); then
-      log_tail; die "broker not ready after ${limit}s; see $LOG, then try: $0 stop"
+      log_tail "$LOG" 40; die "broker not ready after ${limit}s; see $LOG, then try: $0 stop"
     fi
     sleep 0.2
   done
@@ -205,43 +144,25 @@ format_storage() {
 }
 
 start() {
-  fetch
+  fetch_jars
   if running; then
     wait_ready
     say "already running (pid $(broker_pid)) on $BOOTSTRAP"
     return 0
   fi
   rm -f "$PID_FILE"
-  local p i
+  local p
   for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
     port_open "$p" && die "port $p on 127.0.0.1 is taken by another process; stop it or set KAFKA_PORT / KAFKA_CONTROLLER_PORT"
   done
   mkdir -p "$KAFKA_DATA_DIR"
   write_props
-  cds_for tools
   format_storage
-  [[ -f $LOG ]] && mv -f "$LOG" "$LOG.prev"   # keep the previous run for post-mortems
   say "starting Kafka $KAFKA_VERSION on $BOOTSTRAP (data: $KAFKA_DATA_DIR)"
   cds_for broker "$BROKER_JSA_PART"   # recorded at a clean `stop`, see stop()
-  # setsid: own session, so a Ctrl-C or the caller's process group going away
-  # does not take the broker with it; `stop` is the way to end it.
-  # shellcheck disable=SC2086  # KAFKA_HEAP / KAFKA_OPTS are word lists on purpose
-  setsid java $KAFKA_HEAP -XX:+UseSerialGC -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
-    "${CDS[@]}" "-Dlog4j2.configurationFile=$HERE/kafka/log4j2-broker.properties" $KAFKA_OPTS \
-    -cp "$LIBS/*" kafka.Kafka "$PROPS" </dev/null >"$LOG" 2>&1 9<&- &
-  echo $! >"$PID_FILE"
-  # $! is a forked shell until it has exec'd java; `running` would say no.
-  for ((i = 0; i < 50; i++)); do running && break; sleep 0.1; done
+  launch_kafka "$KAFKA_HEAP" "$KAFKA_OPTS" "$PROPS" "$LOG" "$PID_FILE"
   wait_ready
   say "ready on $BOOTSTRAP (pid $(broker_pid))"
-}
-
-# Process $1 is gone, or is a zombie whose threads have all exited (so its
-# ports are closed): its parent is init, which may reap it a second later.
-dead() {
-  local st
-  st=$(awk '/^State:/ {s = $2} /^Threads:/ {t = $2} END {print s t}' "/proc/$1/status" 2>/dev/null) || return 0
-  [[ -z $st || $st == Z1 ]]
 }
 
 # Wait up to $2 tenths of a second for process $1 to die.
@@ -297,7 +218,6 @@ reset() {
   say "deleted $KAFKA_DATA_DIR"
 }
 
-usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//' >&2; exit "$1"; }
 
 cmd=${1:-}; [[ $# -gt 0 ]] && shift
 # One lifecycle change at a time (e.g. parallel tests all calling `start`: the
@@ -305,12 +225,11 @@ cmd=${1:-}; [[ $# -gt 0 ]] && shift
 # is on our own pom, opened read-only; the broker must not inherit it (9<&-).
 case $cmd in
   fetch | start | stop | kill | reset)
-    exec 9<"$HERE/kafka/pom.xml"
-    flock -w 300 9 || die "another kafka.sh $cmd is still busy after 300s"
+    hold_lock "$POM" "$cmd"
     ;;
 esac
 case $cmd in
-  fetch) fetch ;;
+  fetch) fetch_jars ;;
   start) start ;;
   wait) wait_ready "${1:-}"; say "ready on $BOOTSTRAP" ;;
   stop) halt TERM stopped ;;
@@ -320,7 +239,7 @@ case $cmd in
   topics) run_tool org.apache.kafka.tools.TopicCommand "$@" ;;
   console-consumer) run_tool org.apache.kafka.tools.consumer.ConsoleConsumer "$@" ;;
   # Arguments pass through untouched (it takes bootstrap.servers in --producer-props).
-  perf-producer) fetch; cds_for tools; exec java "${TOOL_JVM[@]}" "${CDS[@]}" org.apache.kafka.tools.ProducerPerformance "$@" ;;
-  -h | --help | help) usage 0 ;;
-  *) usage 2 ;;
+  perf-producer) fetch_jars; exec_tool org.apache.kafka.tools.ProducerPerformance "$@" ;;
+  -h | --help | help) usage "$0" 21 0 ;;
+  *) usage "$0" 21 2 ;;
 esac

@@ -24,18 +24,16 @@ OUT=results/profile
 CACHE=${TIM_RELAY_CACHE:-$HOME/.cache/tim-relay}
 APP_ID=1400000000
 TOKEN=profile-token
-
-say() { echo "profile.sh: $*" >&2; }
+# shellcheck source=lib/common.sh
+source scripts/lib/common.sh
 
 bash scripts/deps.sh
-if [[ $(id -u) -eq 0 ]]; then SUDO=; else SUDO=sudo; fi
 for tool in perf wrk; do
   if ! command -v "$tool" >/dev/null; then
     pkg=$tool
     [[ $tool == perf ]] && pkg=linux-perf
     say "installing $pkg"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$pkg" >/dev/null
+    apt_install --update "$pkg"
   fi
 done
 INFERNO=$CACHE/inferno/bin
@@ -50,7 +48,6 @@ CARGO_PROFILE_RELEASE_DEBUG=line-tables-only RUSTFLAGS="-C force-frame-pointers=
   cargo build --release --bin tim-relay --target-dir target/prof
 
 relay_pid=
-started_kafka=0
 topic=tim-relay-profile-$(date +%Y%m%d-%H%M%S)
 spool=$(mktemp -d -t tim-relay-profile-spool-XXXXXX)
 cleanup() {
@@ -59,17 +56,12 @@ cleanup() {
   if [[ -n $relay_pid ]]; then kill -TERM "$relay_pid" 2>/dev/null && wait "$relay_pid" 2>/dev/null || true; fi
   rm -rf "$spool"
   bash scripts/kafka.sh topics --delete --topic "$topic" >/dev/null 2>&1 || true
-  if ((started_kafka)); then bash scripts/kafka.sh stop || true; fi
+  if ((STARTED_KAFKA)); then bash scripts/kafka.sh stop || true; fi
   exit "$code"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 
-kafka_status=0
-bash scripts/kafka.sh status >/dev/null 2>&1 || kafka_status=$?
-if ((kafka_status == 3)); then started_kafka=1; fi
-bash scripts/kafka.sh start
+start_kafka
 bash scripts/kafka.sh topics --create --topic "$topic" --partitions 3 --replication-factor 1 >/dev/null
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

@@ -22,8 +22,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 REPO=$PWD
-
-say() { echo "state-bench.sh: $*" >&2; }
+# shellcheck source=lib/common.sh
+source scripts/lib/common.sh
 
 NGROUPS=${STATE_BENCH_GROUPS:-1000000}
 PARTITIONS=${STATE_BENCH_PARTITIONS:-6}
@@ -38,11 +38,7 @@ kafka() { bash "$REPO/scripts/kafka.sh" "$@"; }
 
 if ! command -v kcat >/dev/null; then
   say "installing kcat"
-  if [[ $(id -u) -eq 0 ]]; then SUDO=; else SUDO=sudo; fi
-  if ! DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq kcat >/dev/null 2>&1; then
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq kcat >/dev/null
-  fi
+  apt_install kcat
 fi
 
 BIN=${STATE_BENCH_BIN:-}

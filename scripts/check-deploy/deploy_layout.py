@@ -1,0 +1,108 @@
+"""Checks what `kustomize build deploy` renders (the file named by argv[1]): two StatefulSets and
+no Secret, selectors, grace periods, the materializer's instance id, brokers and topic. Run by
+scripts/check-deploy.sh; prints each problem and exits 1 if there is any."""
+
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+kinds = [d["kind"] for d in docs]
+problems = []
+workload_kinds = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "ReplicationController",
+                  "Job", "CronJob", "Pod"}
+workloads = sorted(f'{d["kind"]}/{d["metadata"]["name"]}' for d in docs if d["kind"] in workload_kinds)
+if workloads != ["StatefulSet/tim-relay", "StatefulSet/tim-relay-state"]:
+    problems.append("expected two workloads, the StatefulSets tim-relay (relay) and tim-relay-state "
+                    f"(materializer); found {workloads or 'none'}")
+if "Secret" in kinds:
+    problems.append("a Secret is rendered: the operator creates the Secrets, deploy/ must not")
+for k in ("ServiceMonitor", "PrometheusRule"):
+    if k in kinds:
+        problems.append(f"{k} belongs in deploy/monitoring/, not in the base layout")
+configmaps = {d["metadata"]["name"]: d.get("data", {}) for d in docs if d["kind"] == "ConfigMap"}
+statefulsets = {d["metadata"]["name"]: d for d in docs if d["kind"] == "StatefulSet"}
+
+def settings(container):
+    """The variables a container gets from its ConfigMaps."""
+    out = {}
+    for e in container.get("envFrom", []):
+        out.update(configmaps.get(e.get("configMapRef", {}).get("name"), {}))
+    return out
+
+def template_labels(sts):
+    return sts["spec"]["template"]["metadata"].get("labels", {})
+
+# Every Service and PodDisruptionBudget selects the pods of exactly one StatefulSet: the relay's
+# Services must never send callbacks (or scrapes under job tim-relay) to the materializer.
+for d in docs:
+    if d["kind"] == "Service":
+        selector = d["spec"].get("selector", {})
+    elif d["kind"] == "PodDisruptionBudget":
+        selector = d["spec"].get("selector", {}).get("matchLabels", {})
+    else:
+        continue
+    hits = [n for n, sts in statefulsets.items()
+            if selector and all(template_labels(sts).get(k) == v for k, v in selector.items())]
+    if len(hits) != 1:
+        problems.append(f'{d["kind"]} {d["metadata"]["name"]} selects the pods of {hits or "no StatefulSet"}, '
+                        "not of exactly one")
+for name, sts in statefulsets.items():
+    if not any(d["kind"] == "PodDisruptionBudget" and d["spec"].get("selector", {}).get("matchLabels", {})
+               == sts["spec"]["selector"]["matchLabels"] for d in docs):
+        problems.append(f"StatefulSet {name} has no PodDisruptionBudget with its selector")
+
+sts = statefulsets.get("tim-relay")
+if sts:
+    spec, pod = sts["spec"], sts["spec"]["template"]["spec"]
+    if spec.get("persistentVolumeClaimRetentionPolicy") != {"whenScaled": "Retain", "whenDeleted": "Retain"}:
+        problems.append("the StatefulSet tim-relay must retain its claims when scaled down and when deleted")
+    [container] = pod["containers"]
+    relay = settings(container)
+    drain = int(relay.get("RELAY_SHUTDOWN_DRAIN_SECS", 20))
+    prestop = container.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
+    pause = int(prestop[1]) if prestop[:1] == ["sleep"] else 0
+    need = pause + 3 + drain + 5
+    grace = pod.get("terminationGracePeriodSeconds", 30)
+    if grace <= need:
+        problems.append(f"terminationGracePeriodSeconds {grace} does not cover preStop {pause} + "
+                        f"in-flight 3 + RELAY_SHUTDOWN_DRAIN_SECS {drain} + flush 5 = {need} s")
+    refs = [e for e in container.get("envFrom", []) if "secretRef" in e]
+    if not refs or any(r["secretRef"].get("optional") is not False for r in refs):
+        problems.append("the Secret tim-relay must be referenced with optional: false")
+
+sts = statefulsets.get("tim-relay-state")
+if sts:
+    spec, pod = sts["spec"], sts["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    if container.get("args") != ["materialize"]:
+        problems.append(f'tim-relay-state must run `tim-relay materialize`; its args are {container.get("args")}')
+    if spec.get("volumeClaimTemplates") or pod.get("volumes"):
+        problems.append("tim-relay-state needs no volume: its state is rebuilt from the state topic")
+    state = settings(container)
+    # One id for two pods: they would fence each other's transactions and share one static
+    # membership. Only the pod's own name is unique and stable.
+    if "RELAY_STATE_INSTANCE_ID" in state or "HOSTNAME" in state:
+        problems.append("RELAY_STATE_INSTANCE_ID or HOSTNAME is set in a ConfigMap: every pod would get the same id")
+    ids = [e for e in container.get("env", []) if e["name"] == "RELAY_STATE_INSTANCE_ID"]
+    if [e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") for e in ids] != ["metadata.name"]:
+        problems.append("tim-relay-state must set RELAY_STATE_INSTANCE_ID from the pod's name (fieldRef metadata.name)")
+    # It folds what the relay writes: the same brokers and event topic (the binaries' defaults
+    # when unset).
+    if "tim-relay" in statefulsets:
+        [relay_container] = statefulsets["tim-relay"]["spec"]["template"]["spec"]["containers"]
+        relay = settings(relay_container)
+        for var, default in (("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"), ("KAFKA_TOPIC", "tim.group-changes")):
+            if relay.get(var, default) != state.get(var, default):
+                problems.append(f"{var} differs between the relay ({relay.get(var, default)!r}) and the "
+                                f"materializer ({state.get(var, default)!r}): relay.env and state.env")
+    # SIGTERM: the batch being gathered (RELAY_STATE_BATCH_MS), its commit, which the broker
+    # aborts after transaction.timeout.ms (10 s), and 5 s to leave and exit.
+    batch = int(state.get("RELAY_STATE_BATCH_MS", 50)) / 1000
+    need = batch + 10 + 5
+    grace = pod.get("terminationGracePeriodSeconds", 30)
+    if grace <= need:
+        problems.append(f"tim-relay-state: terminationGracePeriodSeconds {grace} does not cover "
+                        f"RELAY_STATE_BATCH_MS {batch:g} s + transaction 10 s + exit 5 s = {need:g} s")
+    if any(e.get("secretRef", {}).get("name") == "tim-relay" for e in container.get("envFrom", [])):
+        problems.append("tim-relay-state must not read the Secret tim-relay (it holds the callback token)")
+for p in problems:
+    print("check-deploy.sh:", p, file=sys.stderr)
+sys.exit(1 if problems else 0)
