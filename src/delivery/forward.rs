@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::{peers, Relay};
+use hold::{Hold, BACKOFF_MIN};
+
+mod hold;
 use crate::delivery::publish::{Pending, PublishError};
 use crate::delivery::spool::Spooled;
 
@@ -21,10 +24,6 @@ const ROUND: Duration = Duration::from_secs(1);
 /// knew and keeps failing); a stuck producer is replaced. Checked again every `RECHECK`.
 const STUCK_AFTER: Duration = Duration::from_secs(15);
 const RECHECK: Duration = Duration::from_secs(5);
-/// The first and the longest pause before the spool is sent again after Kafka refused a record
-/// for a cause that passes (a topic not created yet, no leader, not enough replicas, ...).
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// A spooled record handed to the forwarding producer (or refused by it at once).
 struct Sent {
@@ -35,14 +34,6 @@ struct Sent {
     /// its batch is a refusal of this record.
     alone: bool,
     outcome: Result<Pending, PublishError>,
-}
-
-/// Kafka refuses the spool's oldest record for a cause that passes: the forwarder keeps it and
-/// everything behind it, and sends them again after a backoff, for as long as it takes.
-struct Hold {
-    topic: String,
-    reason: String,
-    since: Instant,
 }
 
 struct Forwarder<'a> {
@@ -118,59 +109,6 @@ impl<'a> Forwarder<'a> {
             retry_at: None,
             backoff: BACKOFF_MIN,
             alone: 0,
-        }
-    }
-
-    /// Kafka refused a record of `topic` for a cause that passes: the spool is sent again from
-    /// its oldest record after a backoff. One log line when the hold starts or changes cause.
-    fn hold_on(&mut self, topic: &str, e: &PublishError) {
-        let reason = e.reason();
-        let metrics = &self.relay.metrics;
-        if self
-            .hold
-            .as_ref()
-            .is_none_or(|h| h.topic != topic || h.reason != reason)
-        {
-            if let Some(old) = self.hold.take() {
-                metrics
-                    .forwarding_held
-                    .with_label_values(&[&old.topic, &old.reason])
-                    .set(0);
-            }
-            log::warn!(
-                "forwarding held: Kafka refuses topic {topic} for now ({e}); the spool keeps every \
-                 event and sends them again, in order, with backoff"
-            );
-            metrics
-                .forwarding_held
-                .with_label_values(&[topic, &reason])
-                .set(1);
-            self.hold = Some(Hold {
-                topic: topic.to_string(),
-                reason: reason.clone(),
-                since: Instant::now(),
-            });
-        }
-        metrics.forward_holds.with_label_values(&[topic, &reason]).inc();
-        self.retry_at = Some(Instant::now() + self.backoff);
-        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
-    }
-
-    /// A record was delivered: a hold, if any, is over.
-    fn resume(&mut self) {
-        self.backoff = BACKOFF_MIN;
-        if let Some(hold) = self.hold.take() {
-            self.relay
-                .metrics
-                .forwarding_held
-                .with_label_values(&[&hold.topic, &hold.reason])
-                .set(0);
-            log::info!(
-                "forwarding resumed: topic {} takes records again after {:.1} s held ({})",
-                hold.topic,
-                hold.since.elapsed().as_secs_f64(),
-                hold.reason
-            );
         }
     }
 

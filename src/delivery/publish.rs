@@ -16,149 +16,13 @@ use rdkafka::util::Timeout;
 
 use crate::config::{Config, ConfigError};
 use crate::delivery::record::Record;
+pub use producers::{BrokerWatch, WatchContext};
+use producers::{Producer_, Slot};
+use refusal::delivery_result;
+pub use refusal::PublishError;
 
-/// Why an event did not reach the topic.
-#[derive(Debug, thiserror::Error)]
-pub enum PublishError {
-    #[error("Kafka did not acknowledge within {0} ms")]
-    Timeout(u128),
-    #[error("Kafka producer queue is full")]
-    QueueFull,
-    #[error("Kafka refused the event: {0}")]
-    Rejected(KafkaError),
-}
-
-impl PublishError {
-    /// Whether the refusal is about the record itself, so that sending it again can never
-    /// succeed: larger than the topic accepts, or a record the broker calls invalid. Only such a
-    /// record may be set aside (the spool's dead table). Every other failure depends on the
-    /// broker, the cluster or its configuration (down, slow, busy, a topic not created yet or
-    /// being re-created, no leader, not enough replicas, not authorized), and passes: the record
-    /// is kept and sent again. The two classes, with every code, are in docs/delivery.md.
-    pub fn is_about_the_record(&self) -> bool {
-        match self {
-            PublishError::Timeout(_) | PublishError::QueueFull => false,
-            PublishError::Rejected(e) => e.rdkafka_error_code().is_some_and(is_about_the_record),
-        }
-    }
-
-    /// Whether trying the same record again later can succeed: everything not about the record.
-    pub fn is_retryable(&self) -> bool {
-        !self.is_about_the_record()
-    }
-
-    /// A short name for the cause, for logs and the `reason` label of the forwarding metrics:
-    /// librdkafka's code name (`UnknownTopic`, `NotEnoughReplicas`, ...), or `Timeout`,
-    /// `QueueFull`.
-    pub fn reason(&self) -> String {
-        match self {
-            PublishError::Timeout(_) => "Timeout".into(),
-            PublishError::QueueFull => "QueueFull".into(),
-            PublishError::Rejected(e) => match e.rdkafka_error_code() {
-                Some(code) => format!("{code:?}"),
-                None if matches!(e, KafkaError::Canceled) => "Canceled".into(),
-                None => "Other".into(),
-            },
-        }
-    }
-}
-
-/// The codes by which the broker or librdkafka refuses a record for what it is. Everything else
-/// (unknown topic or partition, leader or replicas missing, authorization, a topic being
-/// created, policy, storage, timeouts) is about the cluster and is retried.
-fn is_about_the_record(code: RDKafkaErrorCode) -> bool {
-    matches!(
-        code,
-        // Broker: larger than the topic's max.message.bytes (or librdkafka's message.max.bytes).
-        RDKafkaErrorCode::MessageSizeTooLarge
-            | RDKafkaErrorCode::InvalidMessageSize
-            // Broker: CORRUPT_MESSAGE (the record fails its CRC) and INVALID_RECORD (the broker's
-            // own validation, e.g. a compacted topic and a record without key).
-            | RDKafkaErrorCode::InvalidMessage
-            | RDKafkaErrorCode::InvalidRecord
-            // librdkafka: the record could not be encoded.
-            | RDKafkaErrorCode::BadMessage
-    )
-}
-
-/// librdkafka callbacks: notes when every broker is unreachable, so callbacks can go straight
-/// to the spool instead of waiting out the ack timeout each time.
-#[derive(Default)]
-pub struct BrokerWatch {
-    down: AtomicBool,
-}
-
-impl BrokerWatch {
-    pub fn is_down(&self) -> bool {
-        self.down.load(Ordering::Acquire)
-    }
-
-    pub fn set_down(&self, down: bool) {
-        if self.down.swap(down, Ordering::AcqRel) != down {
-            if down {
-                log::error!("Kafka is unreachable: callbacks go to the spool until it is back");
-            } else {
-                log::info!("Kafka is reachable again");
-            }
-        }
-    }
-}
-
-/// The producer's context: reports broker reachability to the shared [`BrokerWatch`].
-pub struct WatchContext(Arc<BrokerWatch>);
-
-impl ClientContext for WatchContext {
-    fn error(&self, error: KafkaError, reason: &str) {
-        if matches!(error.rdkafka_error_code(), Some(RDKafkaErrorCode::AllBrokersDown)) {
-            self.0.set_down(true);
-        }
-        log::warn!("librdkafka: {error}: {reason}");
-    }
-}
-
-type Producer_ = FutureProducer<WatchContext>;
-
-/// One librdkafka producer and the configuration it was made from, replaceable as a whole.
-struct Slot {
-    current: RwLock<Arc<Producer_>>,
-    client: ClientConfig,
-    watch: Arc<BrokerWatch>,
-}
-
-impl Slot {
-    fn new(client: ClientConfig, watch: &Arc<BrokerWatch>) -> Result<Self, KafkaError> {
-        let producer = client.create_with_context(WatchContext(watch.clone()))?;
-        Ok(Self {
-            current: RwLock::new(Arc::new(producer)),
-            client,
-            watch: watch.clone(),
-        })
-    }
-
-    fn get(&self) -> Arc<Producer_> {
-        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// Blocking: dropping the old producer purges what it still holds and joins its thread.
-    fn recreate(&self) -> Result<(), KafkaError> {
-        let fresh: Producer_ = self
-            .client
-            .create_with_context(WatchContext(self.watch.clone()))?;
-        let old = std::mem::replace(
-            &mut *self.current.write().unwrap_or_else(|e| e.into_inner()),
-            Arc::new(fresh),
-        );
-        drop(old);
-        Ok(())
-    }
-
-    fn fatal_error(&self) -> Option<String> {
-        self.get()
-            .client()
-            .fatal_error()
-            .map(|(code, reason)| format!("{code:?}: {reason}"))
-    }
-}
+mod producers;
+mod refusal;
 
 /// Publishes records to the configured topic through two idempotent producers: the direct one,
 /// whose records the callbacks wait for (and give up on at the ack timeout), and the forwarding
@@ -445,18 +309,6 @@ impl Publisher {
         let direct = self.direct.get().flush(Timeout::After(timeout));
         let left = deadline.saturating_duration_since(Instant::now());
         direct.and(self.forwarding.get().flush(Timeout::After(left)))
-    }
-}
-
-/// What librdkafka reported for one record.
-fn delivery_result<Canceled>(result: Result<OwnedDeliveryResult, Canceled>) -> Result<(), PublishError> {
-    match result {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut), _))) => {
-            Err(PublishError::Timeout(0))
-        }
-        Ok(Err((e, _))) => Err(PublishError::Rejected(e)),
-        Err(_canceled) => Err(PublishError::Rejected(KafkaError::Canceled)),
     }
 }
 
