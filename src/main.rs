@@ -49,7 +49,7 @@ fn main() {
 async fn relay() -> std::io::Result<()> {
     // Configuration comes first: its one error line is plain text, whatever the log format.
     let config = Config::from_env().unwrap_or_else(|e| exit_with(e));
-    init_logging(config.log_format);
+    init_logging(config.shared.log_format);
     // The summary is logged once everything is checked, so a bad value prints only its one line.
     let summary = config.to_string();
     let app = Application::build(config).unwrap_or_else(|e| exit_with(e));
@@ -65,11 +65,11 @@ async fn relay() -> std::io::Result<()> {
 /// `tim-relay materialize`: runs until SIGTERM/SIGINT; exits 1 when the fold cannot go on.
 fn materialize() {
     let config = StateConfig::from_env().unwrap_or_else(|e| exit_with(e));
-    init_logging(config.log_format);
+    init_logging(config.shared.log_format);
     log::info!(
         "started tim-relay {} materialize (admin {}): {config}",
         env!("CARGO_PKG_VERSION"),
-        config.admin_listen
+        config.shared.admin_listen
     );
     if let Err(e) = tim_relay::state::materialize::run(config) {
         log::error!("materialize stopped: {e}");

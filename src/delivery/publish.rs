@@ -78,21 +78,27 @@ impl Publisher {
     pub fn new(config: &Config, late_deliveries: IntCounter) -> Result<Self, ConfigError> {
         let mut direct = ClientConfig::new();
         direct
-            .set("bootstrap.servers", &config.bootstrap_servers)
+            .set("bootstrap.servers", &config.shared.bootstrap_servers)
             .set("client.id", "tim-relay")
             // A delivery librdkafka gives up on at the deadline the caller stops waiting at
             // cannot land later, behind a spooled copy of itself.
-            .set("message.timeout.ms", config.ack_timeout.as_millis().to_string());
+            .set(
+                "message.timeout.ms",
+                config.kafka.ack_timeout.as_millis().to_string(),
+            );
         let mut forwarding_defaults = Vec::new();
         for (names, direct_value, forwarding_value) in BATCHING {
             // A property the operator sets under either of its names is theirs for both producers.
-            if names.iter().any(|n| config.producer_properties.contains_key(*n)) {
+            if names
+                .iter()
+                .any(|n| config.kafka.producer_properties.contains_key(*n))
+            {
                 continue;
             }
             direct.set(names[0], direct_value);
             forwarding_defaults.push((names[0], forwarding_value));
         }
-        for (name, value) in &config.producer_properties {
+        for (name, value) in &config.kafka.producer_properties {
             if ALWAYS.iter().any(|(always, _)| always == name) {
                 log::warn!("KAFKA_PRODUCER_* cannot change {name}: the relay always sets it");
             }
@@ -125,7 +131,7 @@ impl Publisher {
         let slot = |client| {
             Slot::new(client, &watch).map_err(|e| match e {
                 KafkaError::ClientConfig(_, desc, key, _) => {
-                    ConfigError::new(Config::producer_var(&key), desc)
+                    ConfigError::new(crate::config::Kafka::producer_var(&key), desc)
                 }
                 other => ConfigError::new("KAFKA_BOOTSTRAP_SERVERS", other.to_string()),
             })
@@ -134,13 +140,17 @@ impl Publisher {
             direct: slot(direct)?,
             forwarding: slot(forwarding)?,
             watch: watch.clone(),
-            default_topic: config.topic.clone(),
-            topics: [&config.topic, &config.messages_topic, &config.other_topic]
-                .into_iter()
-                .filter(|t| !t.is_empty())
-                .cloned()
-                .collect(),
-            ack_timeout: config.ack_timeout,
+            default_topic: config.shared.topic.clone(),
+            topics: [
+                &config.shared.topic,
+                &config.kafka.messages_topic,
+                &config.kafka.other_topic,
+            ]
+            .into_iter()
+            .filter(|t| !t.is_empty())
+            .cloned()
+            .collect(),
+            ack_timeout: config.kafka.ack_timeout,
             late_deliveries,
         })
     }

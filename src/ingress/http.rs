@@ -80,52 +80,63 @@ pub struct Application {
 impl Application {
     /// Creates the producer and binds the listener (port 0 picks a free port).
     pub fn build(config: Config) -> Result<Self, ConfigError> {
-        let listener = TcpListener::bind(config.listen)
-            .map_err(|e| ConfigError::new("RELAY_LISTEN", format!("cannot bind {}: {e}", config.listen)))?;
+        let listener = TcpListener::bind(config.http.listen).map_err(|e| {
+            ConfigError::new("RELAY_LISTEN", format!("cannot bind {}: {e}", config.http.listen))
+        })?;
         let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
-        let admin_listener = TcpListener::bind(config.admin_listen).map_err(|e| {
+        let admin_listener = TcpListener::bind(config.shared.admin_listen).map_err(|e| {
             ConfigError::new(
                 "RELAY_ADMIN_LISTEN",
-                format!("cannot bind {}: {e}", config.admin_listen),
+                format!("cannot bind {}: {e}", config.shared.admin_listen),
             )
         })?;
         let admin_port = admin_listener.local_addr().map(|a| a.port()).unwrap_or_default();
         let metrics = Arc::new(Metrics::new());
         crate::ingress::decision::register_metrics(&metrics);
-        metrics.spool_max_bytes.set(config.spool_max_bytes as i64);
+        metrics.spool_max_bytes.set(config.spool.max_bytes as i64);
         let publisher = Arc::new(Publisher::new(&config, metrics.duplicates.clone())?);
         let spool = Spool::open_bounded(
-            &config.spool_dir,
-            config.spool_max_bytes,
-            config.spool_max_file_bytes,
+            &config.spool.dir,
+            config.spool.max_bytes,
+            config.spool.max_file_bytes,
         )
         .map_err(|e| ConfigError::new("RELAY_SPOOL_DIR", e.to_string()))?;
-        let peers = Peers::new(config.peers.clone(), config.peer_max_wait, metrics.peer_metrics());
-        let relay =
-            Relay::new(publisher, spool, metrics, config.limits.max_pending_publishes).with_peers(peers);
+        let peers = Peers::new(
+            config.replicas.peers.clone(),
+            config.replicas.max_wait,
+            metrics.peer_metrics(),
+        );
+        let relay = Relay::new(
+            publisher,
+            spool,
+            metrics,
+            config.http.limits.max_pending_publishes,
+        )
+        .with_peers(peers);
         let state = web::Data::new(AppState {
             auth: Authenticator::new(
-                config.sdk_app_id.clone(),
-                config.callback_token.clone(),
-                config.sign_max_skew,
+                config.tencent.sdk_app_id.clone(),
+                config.tencent.callback_token.clone(),
+                config.tencent.sign_max_skew,
             ),
             relay: relay.clone(),
-            access: config.access.clone(),
-            body_limit: config.body_limit_bytes,
-            body_timeout: config.limits.body_timeout,
-            body_limits: config.limits.body,
-            sdk_app_id: config.sdk_app_id.clone(),
+            access: config.http.access.clone(),
+            body_limit: config.http.body_limit_bytes,
+            body_timeout: config.http.limits.body_timeout,
+            body_limits: config.http.limits.body,
+            sdk_app_id: config.tencent.sdk_app_id.clone(),
             refusal_log: LogLimit::new(REFUSAL_LOG_LINES_PER_SECOND),
             decider: Decider::new(&config.decision),
             topics: Topics {
-                state: config.topic.clone(),
-                messages: config.messages_topic.clone(),
-                other: config.other_topic.clone(),
+                state: config.shared.topic.clone(),
+                messages: config.kafka.messages_topic.clone(),
+                other: config.kafka.other_topic.clone(),
             },
         });
-        let path = config.callback_path.clone();
-        let limits = &config.limits;
+        let path = config.http.callback_path.clone();
+        let limits = &config.http.limits;
         let workers = config
+            .http
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
         let server = HttpServer::new(move || {
@@ -149,7 +160,7 @@ impl Application {
         .shutdown_timeout(IN_FLIGHT_GRACE_SECS)
         // SIGINT would make actix stop at once; the relay handles both signals itself.
         .disable_signals();
-        let server = match &config.tls {
+        let server = match &config.http.tls {
             Some(paths) => server.listen_rustls_0_23(listener, crate::ingress::tls::server_config(paths)?),
             None => server.listen(listener),
         }
@@ -165,7 +176,7 @@ impl Application {
             admin,
             relay,
             readiness,
-            drain: config.shutdown_drain,
+            drain: config.spool.shutdown_drain,
         })
     }
 

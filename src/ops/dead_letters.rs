@@ -20,12 +20,12 @@ pub enum Action {
 /// Runs `action` and returns the JSON to print, or the one line that says why not.
 pub fn run(config: &Config, action: Action) -> Result<String, String> {
     match Spool::open_bounded(
-        &config.spool_dir,
-        config.spool_max_bytes,
-        config.spool_max_file_bytes,
+        &config.spool.dir,
+        config.spool.max_bytes,
+        config.spool.max_file_bytes,
     ) {
-        Ok(spool) => offline(&spool, &config.topic, action),
-        Err(SpoolError::InUse(_)) => through_the_relay(config.admin_listen, action),
+        Ok(spool) => offline(&spool, &config.shared.topic, action),
+        Err(SpoolError::InUse(_)) => through_the_relay(config.shared.admin_listen, action),
         Err(e) => Err(format!("RELAY_SPOOL_DIR: {e}")),
     }
 }

@@ -73,7 +73,7 @@ pub enum StateError {
 
 pub(crate) fn client(config: &StateConfig) -> ClientConfig {
     let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &config.bootstrap_servers);
+    c.set("bootstrap.servers", &config.shared.bootstrap_servers);
     for (k, v) in &config.client_properties {
         c.set(k, v);
     }
@@ -88,8 +88,8 @@ pub fn run(config: StateConfig) -> Result<(), StateError> {
     let stop = Arc::new(AtomicBool::new(false));
     let system = actix_web::rt::System::new();
     let server = system
-        .block_on(async { admin::serve(config.admin_listen, health.clone(), metrics.clone()) })
-        .map_err(|e| StateError::Setup(format!("RELAY_ADMIN_LISTEN {}: {e}", config.admin_listen)))?;
+        .block_on(async { admin::serve(config.shared.admin_listen, health.clone(), metrics.clone()) })
+        .map_err(|e| StateError::Setup(format!("RELAY_ADMIN_LISTEN {}: {e}", config.shared.admin_listen)))?;
     let materializer = Materializer::new(config, metrics, health, stop.clone())?;
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
     let worker = std::thread::Builder::new()

@@ -41,7 +41,7 @@ impl Materializer {
                 Err(reason) => {
                     log::warn!(
                         "skipped the record at {}/{}@{} (key {:?}): {reason}",
-                        self.config.topic,
+                        self.config.shared.topic,
                         pending.partition,
                         pending.offset,
                         pending.key
@@ -123,7 +123,7 @@ impl Materializer {
                 }
                 for (partition, offset) in first {
                     if let Err(e) = self.consumer.seek(
-                        &self.config.topic,
+                        &self.config.shared.topic,
                         partition,
                         Offset::Offset(offset),
                         CALL_TIMEOUT,
@@ -186,7 +186,7 @@ impl Materializer {
         }
         let mut offsets = TopicPartitionList::new();
         for (partition, offset) in next {
-            offsets.add_partition_offset(&self.config.topic, *partition, Offset::Offset(*offset))?;
+            offsets.add_partition_offset(&self.config.shared.topic, *partition, Offset::Offset(*offset))?;
         }
         let metadata = self
             .consumer

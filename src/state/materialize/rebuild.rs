@@ -149,7 +149,7 @@ impl Materializer {
     pub(super) fn try_rebuild(&self, partitions: &[i32]) -> Result<Partitions, StateError> {
         let mut offsets = TopicPartitionList::new();
         for p in partitions {
-            offsets.add_partition(&self.config.topic, *p);
+            offsets.add_partition(&self.config.shared.topic, *p);
         }
         self.consumer.committed_offsets(offsets, CALL_TIMEOUT)?;
         read_state(&self.config, partitions, &self.stop, &self.health)

@@ -88,7 +88,7 @@ impl Materializer {
             .create()?;
         // Fences an earlier run of this instance and aborts the transaction it left open.
         producer.init_transactions(CALL_TIMEOUT)?;
-        consumer.subscribe(&[&config.topic])?;
+        consumer.subscribe(&[&config.shared.topic])?;
         Ok(Materializer {
             config,
             consumer,
@@ -121,7 +121,7 @@ impl Materializer {
                 // take its place, as for a fatal transactional error.
                 Some(Err(e @ KafkaError::MessageConsumptionFatal(_))) => return Err(StateError::Fatal(e)),
                 Some(Err(e)) => {
-                    log::warn!("reading {}: {e}", self.config.topic);
+                    log::warn!("reading {}: {e}", self.config.shared.topic);
                     None
                 }
                 None => None,
@@ -201,7 +201,7 @@ impl Materializer {
         self.metrics.ready.set(1);
         log::info!(
             "rebalanced: {held} partitions of {} assigned, {} rebuilt ({} groups held)",
-            self.config.topic,
+            self.config.shared.topic,
             missing.len(),
             self.metrics.groups.get()
         );
@@ -221,7 +221,7 @@ impl Materializer {
         let mut lag = 0i64;
         for element in position.elements() {
             let Ok((_, high)) = self.consumer.fetch_watermarks(
-                &self.config.topic,
+                &self.config.shared.topic,
                 element.partition(),
                 Duration::from_secs(1),
             ) else {

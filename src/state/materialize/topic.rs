@@ -18,10 +18,10 @@ pub fn ensure_state_topic(config: &StateConfig) -> Result<i32, StateError> {
             Some(e) => Err(StateError::Setup(format!("topic {topic}: {e:?}"))),
         }
     };
-    let events = partitions_of(&config.topic)?.ok_or_else(|| {
+    let events = partitions_of(&config.shared.topic)?.ok_or_else(|| {
         StateError::Setup(format!(
             "the event topic {} (KAFKA_TOPIC) does not exist: start the relay first, or create it",
-            config.topic
+            config.shared.topic
         ))
     })?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -82,7 +82,7 @@ pub fn ensure_state_topic(config: &StateConfig) -> Result<i32, StateError> {
         return Err(StateError::Setup(format!(
             "the state topic {} has {state} partitions, fewer than the {events} of {}: partition p \
              of the state holds the groups of partition p of the events",
-            config.state_topic, config.topic
+            config.state_topic, config.shared.topic
         )));
     }
     Ok(events)
