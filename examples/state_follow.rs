@@ -62,12 +62,7 @@ fn main() {
     let metadata = consumer
         .fetch_metadata(Some(&topic), Duration::from_secs(10))
         .unwrap_or_else(|e| fail(&format!("cannot reach Kafka at {bootstrap}: {e}")));
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .first()
-        .filter(|t| t.error().is_none())
-        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
-        .unwrap_or_default();
+    let partitions = tim_relay::state::materialize::show::partition_ids(&metadata);
     if partitions.is_empty() {
         fail(&format!(
             "the state topic {topic} does not exist (is `tim-relay materialize` running?)"

@@ -224,7 +224,9 @@ fn every_variable_the_code_reads_has_a_row_in_the_readme_or_docs_state() {
         .filter(|name| {
             // `KAFKA_PRODUCER_*` is documented as `KAFKA_PRODUCER_<NAME>`.
             let shown = format!("`{}", name.trim_end_matches('*'));
-            !docs.iter().any(|d| d.lines().any(|l| l.starts_with('|') && l.contains(&shown)))
+            !docs
+                .iter()
+                .any(|d| d.lines().any(|l| l.starts_with('|') && l.contains(&shown)))
         })
         .collect();
     assert!(

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use crate::helpers::{query, spawn_app_with, spawn_app_without_broker};
+use crate::helpers::{query, spawn_app_with, spawn_app_without_broker, TestApp};
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
@@ -16,13 +16,7 @@ async fn an_event_waits_for_a_peers_older_spooled_event_until_that_peer_is_given
     // Replica P cannot reach Kafka: it answers from its spool.
     let p = spawn_app_without_broker(&[]).await;
     let before = now_ms();
-    let answer = p
-        .post(&query(), r#"{"GroupId":"@TGS#peers","Name":"first"}"#)
-        .await;
-    assert_eq!(
-        (answer.status, &answer.body["ActionStatus"]),
-        (200, &Value::from("OK"))
-    );
+    answered_ok(&p, r#"{"GroupId":"@TGS#peers","Name":"first"}"#).await;
     let (status, head) = p.admin_get("/spool/head").await;
     assert_eq!(status, 200, "{head}");
     let head: Value = serde_json::from_str(&head).unwrap();
@@ -48,13 +42,7 @@ async fn an_event_waits_for_a_peers_older_spooled_event_until_that_peer_is_given
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let answered = Instant::now();
-    let answer = r
-        .post(&query(), r#"{"GroupId":"@TGS#peers","Name":"second"}"#)
-        .await;
-    assert_eq!(
-        (answer.status, &answer.body["ActionStatus"]),
-        (200, &Value::from("OK"))
-    );
+    answered_ok(&r, r#"{"GroupId":"@TGS#peers","Name":"second"}"#).await;
     // Answered from the spool, behind P's older event, not sent straight to Kafka.
     assert_eq!(r.metric("tim_relay_spooled_total").await, 1.0);
     assert_eq!(r.metric("tim_relay_spool_events").await, 1.0);
@@ -85,4 +73,14 @@ async fn an_event_waits_for_a_peers_older_spooled_event_until_that_peer_is_given
     assert_eq!(r.metric("tim_relay_spool_events").await, 0.0);
     // P itself still holds its event: it was never waited out of its spool.
     assert_eq!(p.metric("tim_relay_spool_events").await, 1.0);
+}
+
+/// Posts a GroupInfoChanged body and asserts the relay answered OK.
+async fn answered_ok(app: &TestApp, body: &'static str) {
+    let answer = app.post(&query(), body).await;
+    assert_eq!(
+        (answer.status, &answer.body["ActionStatus"]),
+        (200, &Value::from("OK")),
+        "{body}"
+    );
 }

@@ -49,26 +49,20 @@ impl StateMetrics {
             &["outcome"],
         )
         .expect("valid metric");
-        let transaction_seconds = Histogram::with_opts(
-            HistogramOpts::new(
-                "tim_relay_state_transaction_duration_seconds",
-                "One fold transaction, from begin to commit",
-            )
-            .buckets(vec![
-                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ]),
-        )
-        .expect("valid metric");
-        let rebuild_seconds = Histogram::with_opts(
-            HistogramOpts::new(
-                "tim_relay_state_rebuild_duration_seconds",
-                "Rebuilding the state of newly assigned partitions from the state topic",
-            )
-            .buckets(vec![
-                0.01, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
-            ]),
-        )
-        .expect("valid metric");
+        let histogram = |name: &str, help: &str, buckets: &[f64]| {
+            Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))
+                .expect("valid metric")
+        };
+        let transaction_seconds = histogram(
+            "tim_relay_state_transaction_duration_seconds",
+            "One fold transaction, from begin to commit",
+            &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
+        );
+        let rebuild_seconds = histogram(
+            "tim_relay_state_rebuild_duration_seconds",
+            "Rebuilding the state of newly assigned partitions from the state topic",
+            &[0.01, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0],
+        );
         let counter = |name: &str, help: &str| IntCounter::new(name, help).expect("valid metric");
         let gauge = |name: &str, help: &str| IntGauge::new(name, help).expect("valid metric");
         let m = StateMetrics {

@@ -25,12 +25,7 @@ pub enum Found {
 pub fn find(config: &StateConfig, group_id: &str) -> Result<Found, StateError> {
     let reader = state_reader(config, "reader")?;
     let metadata = reader.fetch_metadata(Some(&config.state_topic), Duration::from_secs(10))?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .first()
-        .filter(|t| t.error().is_none())
-        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
-        .unwrap_or_default();
+    let partitions = partition_ids(&metadata);
     if partitions.is_empty() {
         return Err(StateError::Setup(format!(
             "the state topic {} (KAFKA_STATE_TOPIC) does not exist: is `tim-relay materialize` running?",
@@ -65,4 +60,14 @@ pub fn find(config: &StateConfig, group_id: &str) -> Result<Found, StateError> {
         }
     }
     Ok(found)
+}
+
+/// The partitions of the one topic a metadata answer is about; none if it does not exist.
+pub fn partition_ids(metadata: &rdkafka::metadata::Metadata) -> Vec<i32> {
+    metadata
+        .topics()
+        .first()
+        .filter(|t| t.error().is_none())
+        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+        .unwrap_or_default()
 }
