@@ -64,6 +64,32 @@ async fn first_health_answer(client: &reqwest::Client, admin: &str) -> reqwest::
     }
 }
 
+/// The relay on `listen` and `admin`, on the default broker, with a topic (`<topic_prefix>_<uuid>`)
+/// and a spool dir of its own and `vars` besides; its stderr piped.
+fn spawn_relay(
+    listen: &str,
+    admin: &str,
+    topic_prefix: &str,
+    vars: &[(&str, &str)],
+) -> (Running, tempfile::TempDir) {
+    let bootstrap = std::env::var("KAFKA_BOOTSTRAP_SERVERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let spool = tempfile::tempdir().unwrap();
+    let topic = format!("{topic_prefix}_{}", uuid::Uuid::new_v4().simple());
+    let child = relay(&[
+        ("TIM_SDK_APP_ID", "1400000000"),
+        ("KAFKA_BOOTSTRAP_SERVERS", &bootstrap),
+        ("RELAY_LISTEN", listen),
+        ("RELAY_ADMIN_LISTEN", admin),
+        ("RELAY_SPOOL_DIR", spool.path().to_str().unwrap()),
+        ("KAFKA_TOPIC", &topic),
+    ])
+    .envs(vars.iter().copied())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("binary starts");
+    (Running(child), spool)
+}
+
 struct Running(Child);
 
 impl Drop for Running {
@@ -75,26 +101,18 @@ impl Drop for Running {
 #[tokio::test]
 async fn sigterm_lets_the_relay_finish_and_exit_0_with_secrets_masked_in_its_log() {
     let port = free_port();
-    let bootstrap = std::env::var("KAFKA_BOOTSTRAP_SERVERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
     let listen = format!("127.0.0.1:{port}");
     let admin = format!("127.0.0.1:{}", free_port());
-    let spool = tempfile::tempdir().unwrap();
-    let topic = format!("__tim_relay_cli_{}", uuid::Uuid::new_v4().simple());
-    let child = relay(&[
-        ("TIM_SDK_APP_ID", "1400000000"),
-        ("TIM_CALLBACK_TOKEN", "very-secret-token"),
-        ("KAFKA_PRODUCER_SASL_PASSWORD", "very-secret-password"),
-        ("KAFKA_BOOTSTRAP_SERVERS", &bootstrap),
-        ("RELAY_LISTEN", &listen),
-        ("RELAY_ADMIN_LISTEN", &admin),
-        ("RUST_LOG", "debug"),
-        ("RELAY_SPOOL_DIR", spool.path().to_str().unwrap()),
-        ("KAFKA_TOPIC", &topic),
-    ])
-    .stderr(Stdio::piped())
-    .spawn()
-    .expect("binary starts");
-    let mut child = Running(child);
+    let (mut child, _spool) = spawn_relay(
+        &listen,
+        &admin,
+        "__tim_relay_cli",
+        &[
+            ("TIM_CALLBACK_TOKEN", "very-secret-token"),
+            ("KAFKA_PRODUCER_SASL_PASSWORD", "very-secret-password"),
+            ("RUST_LOG", "debug"),
+        ],
+    );
     let client = reqwest::Client::new();
     assert_eq!(first_health_answer(&client, &admin).await.status(), 200);
     // A callback whose values try to forge a log line, one with a wrong Sign, one for another app.
@@ -141,26 +159,16 @@ async fn sigterm_lets_the_relay_finish_and_exit_0_with_secrets_masked_in_its_log
 
 #[tokio::test]
 async fn sigint_stops_the_relay_as_gracefully_as_sigterm_and_json_logs_are_one_object_per_line() {
-    let bootstrap = std::env::var("KAFKA_BOOTSTRAP_SERVERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
     let (listen, admin) = (
         format!("127.0.0.1:{}", free_port()),
         format!("127.0.0.1:{}", free_port()),
     );
-    let spool = tempfile::tempdir().unwrap();
-    let topic = format!("__tim_relay_cli_int_{}", uuid::Uuid::new_v4().simple());
-    let child = relay(&[
-        ("TIM_SDK_APP_ID", "1400000000"),
-        ("KAFKA_BOOTSTRAP_SERVERS", &bootstrap),
-        ("RELAY_LISTEN", &listen),
-        ("RELAY_ADMIN_LISTEN", &admin),
-        ("RELAY_LOG_FORMAT", "json"),
-        ("RELAY_SPOOL_DIR", spool.path().to_str().unwrap()),
-        ("KAFKA_TOPIC", &topic),
-    ])
-    .stderr(Stdio::piped())
-    .spawn()
-    .expect("binary starts");
-    let mut child = Running(child);
+    let (mut child, _spool) = spawn_relay(
+        &listen,
+        &admin,
+        "__tim_relay_cli_int",
+        &[("RELAY_LOG_FORMAT", "json")],
+    );
     let client = reqwest::Client::new();
     first_health_answer(&client, &admin).await;
     let url = format!(

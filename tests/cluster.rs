@@ -37,7 +37,7 @@ use tokio::runtime::Handle;
 mod support;
 use support::broker::{admin, create_topic};
 use support::cluster::{cluster, cluster_ready, Metadata};
-use support::load::{group_id, not_ok_reasons, Load, Sent};
+use support::load::{not_ok_reasons, Load, Sent};
 use support::lock::lock_file;
 use support::relay::{Relay, CALLBACK_QUERY};
 use support::tally::{read_topic, tally, Found, Shape, Tally};
@@ -553,12 +553,7 @@ fn the_tally_tells_order_within_one_relay_from_order_across_relays() {
         took: Duration::from_millis(if seq == 4 { 2500 } else { 10 }),
         why: if ok { "" } else { "HTTP 503" }.into(),
     };
-    let found = |offset, g: usize, s: u64| Found {
-        partition: 0,
-        offset,
-        group_id: Some(group_id(GROUPS, g)),
-        marker: Some(format!("g{g}-s{s}")),
-    };
+    let found = |offset, g, s| Found::marked(GROUPS, offset, g, s);
     let answered = [
         sent(1, 0, 0, true),
         sent(1, 1, 1, true),

@@ -15,7 +15,7 @@ use tokio::runtime::{Handle, Runtime};
 
 mod support;
 use support::broker::{create_topic, Broker};
-use support::load::{group_id, not_ok_reasons, Load, Sent};
+use support::load::{not_ok_reasons, Load, Sent};
 use support::lock::lock_file;
 use support::relay::{Relay, CALLBACK_QUERY};
 use support::tally::{read_topic, tally, Found, Shape};
@@ -307,12 +307,7 @@ fn the_tally_finds_lost_duplicated_and_reordered_events() {
         took: Duration::ZERO,
         why: if ok { "" } else { "HTTP 503" }.into(),
     };
-    let found = |offset, g: usize, s: u64| Found {
-        partition: 0,
-        offset,
-        group_id: Some(group_id(GROUPS, g)),
-        marker: Some(format!("g{g}-s{s}")),
-    };
+    let found = |offset, g, s| Found::marked(GROUPS, offset, g, s);
     let answered = [
         sent(1, 0, true),
         sent(1, 1, false),

@@ -18,6 +18,18 @@ pub struct Found {
     pub marker: Option<String>,
 }
 
+impl Found {
+    /// Callback `g<g>-s<s>` of group `g` at `offset` of partition 0 (the tallies' self-tests).
+    pub fn marked(prefix: &str, offset: i64, g: usize, s: u64) -> Found {
+        Found {
+            partition: 0,
+            offset,
+            group_id: Some(group_id(prefix, g)),
+            marker: Some(format!("g{g}-s{s}")),
+        }
+    }
+}
+
 /// Reads every partition of the topic from the beginning up to its high watermark, by
 /// partition; a read that runs out of `within` is a problem. Watermarks are asked again for up
 /// to `retry_watermarks` (a leader that just moved).
