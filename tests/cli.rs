@@ -4,12 +4,11 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tim-relay");
+mod support;
+use support::relay::{binary, free_port, signal, wait_exit};
 
 fn relay(vars: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    let mut cmd = binary();
     for (k, v) in vars {
         cmd.env(k, v);
     }
@@ -46,29 +45,49 @@ fn start_up_stops_with_one_line_naming_a_missing_or_bad_variable() {
     );
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// Sends the signal and returns the exit code, failing the test if the relay outlives `within`.
+async fn stop_with(child: &mut Running, sig: &str, within: Duration) -> Option<i32> {
+    signal(&child.0, sig);
+    let exit = wait_exit(&mut child.0, within);
+    exit.unwrap_or_else(|| panic!("no exit after SIG{sig}")).code()
 }
 
-/// Sends the signal and returns the exit code, failing the test if the relay outlives `within`.
-async fn stop_with(child: &mut Running, signal: &str, within: Duration) -> Option<i32> {
-    let status = Command::new("kill")
-        .args([format!("-{signal}"), child.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let started = Instant::now();
+/// The first answer of the relay's `/healthz`, within 10 s.
+async fn first_health_answer(client: &reqwest::Client, admin: &str) -> reqwest::Response {
+    let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if let Some(exit) = child.0.try_wait().unwrap() {
-            return exit.code();
+        if let Ok(r) = client.get(format!("http://{admin}/healthz")).send().await {
+            return r;
         }
-        assert!(started.elapsed() < within, "no exit after SIG{signal}");
+        assert!(Instant::now() < deadline, "relay did not come up");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The relay on `listen` and `admin`, on the default broker, with a topic (`<topic_prefix>_<uuid>`)
+/// and a spool dir of its own and `vars` besides; its stderr piped.
+fn spawn_relay(
+    listen: &str,
+    admin: &str,
+    topic_prefix: &str,
+    vars: &[(&str, &str)],
+) -> (Running, tempfile::TempDir) {
+    let bootstrap = std::env::var("KAFKA_BOOTSTRAP_SERVERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let spool = tempfile::tempdir().unwrap();
+    let topic = format!("{topic_prefix}_{}", uuid::Uuid::new_v4().simple());
+    let child = relay(&[
+        ("TIM_SDK_APP_ID", "1400000000"),
+        ("KAFKA_BOOTSTRAP_SERVERS", &bootstrap),
+        ("RELAY_LISTEN", listen),
+        ("RELAY_ADMIN_LISTEN", admin),
+        ("RELAY_SPOOL_DIR", spool.path().to_str().unwrap()),
+        ("KAFKA_TOPIC", &topic),
+    ])
+    .envs(vars.iter().copied())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("binary starts");
+    (Running(child), spool)
 }
 
 struct Running(Child);
@@ -81,41 +100,21 @@ impl Drop for Running {
 
 #[tokio::test]
 async fn sigterm_lets_the_relay_finish_and_exit_0_with_secrets_masked_in_its_log() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let bootstrap = std::env::var("KAFKA_BOOTSTRAP_SERVERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let admin = format!("127.0.0.1:{}", free_port());
-    let spool = tempfile::tempdir().unwrap();
-    let topic = format!("__tim_relay_cli_{}", uuid::Uuid::new_v4().simple());
-    let child = relay(&[
-        ("TIM_SDK_APP_ID", "1400000000"),
-        ("TIM_CALLBACK_TOKEN", "very-secret-token"),
-        ("KAFKA_PRODUCER_SASL_PASSWORD", "very-secret-password"),
-        ("KAFKA_BOOTSTRAP_SERVERS", &bootstrap),
-        ("RELAY_LISTEN", &listen),
-        ("RELAY_ADMIN_LISTEN", &admin),
-        ("RUST_LOG", "debug"),
-        ("RELAY_SPOOL_DIR", spool.path().to_str().unwrap()),
-        ("KAFKA_TOPIC", &topic),
-    ])
-    .stderr(Stdio::piped())
-    .spawn()
-    .expect("binary starts");
-    let mut child = Running(child);
+    let (mut child, _spool) = spawn_relay(
+        &listen,
+        &admin,
+        "__tim_relay_cli",
+        &[
+            ("TIM_CALLBACK_TOKEN", "very-secret-token"),
+            ("KAFKA_PRODUCER_SASL_PASSWORD", "very-secret-password"),
+            ("RUST_LOG", "debug"),
+        ],
+    );
     let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(r) = client.get(format!("http://{admin}/healthz")).send().await {
-            assert_eq!(r.status(), 200);
-            break;
-        }
-        assert!(Instant::now() < deadline, "relay did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert_eq!(first_health_answer(&client, &admin).await.status(), 200);
     // A callback whose values try to forge a log line, one with a wrong Sign, one for another app.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -160,37 +159,18 @@ async fn sigterm_lets_the_relay_finish_and_exit_0_with_secrets_masked_in_its_log
 
 #[tokio::test]
 async fn sigint_stops_the_relay_as_gracefully_as_sigterm_and_json_logs_are_one_object_per_line() {
-    let bootstrap = std::env::var("KAFKA_BOOTSTRAP_SERVERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
     let (listen, admin) = (
         format!("127.0.0.1:{}", free_port()),
         format!("127.0.0.1:{}", free_port()),
     );
-    let spool = tempfile::tempdir().unwrap();
-    let topic = format!("__tim_relay_cli_int_{}", uuid::Uuid::new_v4().simple());
-    let child = relay(&[
-        ("TIM_SDK_APP_ID", "1400000000"),
-        ("KAFKA_BOOTSTRAP_SERVERS", &bootstrap),
-        ("RELAY_LISTEN", &listen),
-        ("RELAY_ADMIN_LISTEN", &admin),
-        ("RELAY_LOG_FORMAT", "json"),
-        ("RELAY_SPOOL_DIR", spool.path().to_str().unwrap()),
-        ("KAFKA_TOPIC", &topic),
-    ])
-    .stderr(Stdio::piped())
-    .spawn()
-    .expect("binary starts");
-    let mut child = Running(child);
+    let (mut child, _spool) = spawn_relay(
+        &listen,
+        &admin,
+        "__tim_relay_cli_int",
+        &[("RELAY_LOG_FORMAT", "json")],
+    );
     let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while client
-        .get(format!("http://{admin}/healthz"))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "relay did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    first_health_answer(&client, &admin).await;
     let url = format!(
         "http://{listen}/callback?SdkAppid=1400000000&CallbackCommand=Group.CallbackAfterGroupInfoChanged"
     );

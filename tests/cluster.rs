@@ -26,45 +26,38 @@
 //! `CLUSTER_FAULTS_PEERS=0` runs the relays without `RELAY_PEERS`, to measure order across
 //! relays without it.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs::OpenOptions;
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
+use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use serde_json::Value;
+use rdkafka::ClientConfig;
 use tokio::runtime::Handle;
-use tokio::task::JoinHandle;
 
-#[path = "support/cluster.rs"]
-mod cluster_support;
-use cluster_support::{cluster_script, lock_cluster};
+mod support;
+use support::broker::{admin, create_topic};
+use support::cluster::{cluster, cluster_ready, Metadata};
+use support::load::{not_ok_reasons, Load, Sent};
+use support::lock::lock_file;
+use support::relay::{Relay, CALLBACK_QUERY};
+use support::tally::{read_topic, tally, Found, Shape, Tally};
+use support::timeline::{append_line, Timeline};
+use support::{wait_for, REPO};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tim-relay");
-const REPO: &str = env!("CARGO_MANIFEST_DIR");
 const NODES: [u32; 3] = [1, 2, 3];
-const GROUPS: usize = 300;
-const WORKERS: usize = 32;
 const PARTITIONS: i32 = 6;
-/// Each worker's pause after a callback: 32 workers send at most ~300 callbacks/s, as in
-/// `tests/fault.rs`; three brokers and two relays share this 2-core machine with other work.
-const PAUSE: Duration = Duration::from_millis(100);
 /// Tencent's budget for an answer.
 const BUDGET: Duration = Duration::from_secs(2);
 /// Load before the first fault and after the last.
 const STEADY: u64 = 5;
-const CALLBACK_QUERY: &str = "SdkAppid=1400000000&CallbackCommand=Group.CallbackAfterGroupInfoChanged\
-    &contenttype=json&ClientIP=127.0.0.1&OptPlatform=RESTAPI";
 const RELAYS: [&str; 2] = ["A", "B"];
+/// The groups of this test's load: `@TGS#cluster-<n>`.
+const GROUPS: &str = "cluster";
+const SHAPE: Shape<'static> = Shape {
+    prefix: GROUPS,
+    relays: &RELAYS,
+    budget: BUDGET,
+};
 
 #[test]
 #[ignore = "needs the three-node cluster: bash scripts/cluster-faults.sh"]
@@ -168,7 +161,7 @@ fn run(name: &str, faults: Faults, answers_within_budget: bool) {
         .expect("runtime");
     let logs = PathBuf::from(REPO).join("target/cluster-logs");
     std::fs::create_dir_all(&logs).expect("log dir");
-    let _one_at_a_time = lock_cluster(&logs);
+    let _one_at_a_time = lock_file(&logs.join("cluster-test.lock"), "a cluster scenario");
     let mut s = Scenario::new(rt.handle().clone(), name);
     for relay in 0..RELAYS.len() {
         s.start_relay(relay);
@@ -207,31 +200,28 @@ fn run(name: &str, faults: Faults, answers_within_budget: bool) {
             ));
         }
     }
-    let records = read_topic(&s.bootstrap, &s.topic, &mut s.problems);
+    let (retry, within) = (Duration::from_secs(60), Duration::from_secs(120));
+    let records = read_topic(&s.bootstrap, &s.topic, PARTITIONS, retry, within, &mut s.problems);
     s.note("topic read");
-    let t = tally(&sent, &records);
+    let t = tally(&sent, &records, &SHAPE);
     let line = format!(
         "{name}{}: {}; spooled {}; took {:.0} s",
         if peers_on() { "" } else { " (RELAY_PEERS unset)" },
-        t.summary(),
+        summary(&t),
         spooled.join(", "),
-        s.started.elapsed().as_secs_f64()
+        s.timeline.now().as_secs_f64()
     );
     s.note(&line);
-    s.note(&format!("not answered OK, by reason: {}", not_ok_reasons(&sent)));
+    s.note(&format!(
+        "not answered OK, by reason: {}",
+        not_ok_reasons(&sent, &RELAYS)
+    ));
     s.note(&format!(
         "out of order across the relays, by when they were sent (timeline seconds): {}",
         t.across_when()
     ));
     eprintln!("{line}");
-    let logs = PathBuf::from(REPO).join("target/cluster-logs");
-    if let Ok(mut f) = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(logs.join("summary.txt"))
-    {
-        let _ = writeln!(f, "{line}");
-    }
+    append_line(&logs.join("summary.txt"), &line);
     if t.lost > 0 || t.out_of_order_one_relay > 0 || t.strange > 0 {
         s.problems.extend(t.examples.iter().cloned());
     }
@@ -276,25 +266,14 @@ fn run(name: &str, faults: Faults, answers_within_budget: bool) {
     );
 }
 
-/// One relay: its ports (kept), its spool dir and log, and its process.
-struct Relay {
-    port: u16,
-    admin_port: u16,
-    spool: tempfile::TempDir,
-    log: PathBuf,
-    child: Option<Child>,
-}
-
 /// One scenario: its topic, the two relays and the load.
 struct Scenario {
-    name: String,
     rt: Handle,
-    http: reqwest::Client,
     bootstrap: String,
-    metadata: BaseConsumer,
+    metadata: Metadata,
     topic: String,
     relays: Vec<Relay>,
-    started: Instant,
+    timeline: Timeline,
     load_started: Instant,
     load: Option<Load>,
     problems: Vec<String>,
@@ -302,85 +281,35 @@ struct Scenario {
 
 impl Scenario {
     fn new(rt: Handle, name: &str) -> Self {
-        let started = Instant::now();
-        // A cluster that is not running at all was not started for us: say how to run this.
-        // Some nodes down (an earlier scenario failed half-way): `start` brings them back.
-        let status = Command::new("bash")
-            .arg(format!("{REPO}/scripts/kafka-cluster.sh"))
-            .arg("status")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .ok()
-            .and_then(|s| s.code());
-        match status {
-            Some(0) => {}
-            Some(3) => panic!(
-                "the three-node cluster is not running. Run these tests with \
-                 `bash scripts/cluster-faults.sh` (it starts and stops the cluster)."
-            ),
-            _ => {
-                if let Err(e) = cluster_script(&["start"]) {
-                    panic!("kafka-cluster.sh start failed:\n{e}");
-                }
-            }
-        }
-        let bootstrap = cluster_script(&["bootstrap"]).expect("kafka-cluster.sh bootstrap");
+        let bootstrap = cluster_ready();
         let slug: String = name
             .chars()
             .map(|c| if c.is_alphanumeric() { c } else { '-' })
             .collect();
         let topic = format!("cluster-{slug}-{}", uuid::Uuid::new_v4().simple());
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
-            .create()
-            .expect("admin client");
         let new_topic =
             NewTopic::new(&topic, PARTITIONS, TopicReplication::Fixed(3)).set("min.insync.replicas", "2");
-        let created = rt.block_on(async { admin.create_topics([&new_topic], &AdminOptions::new()).await });
-        for result in created.expect("create topic request") {
-            result.unwrap_or_else(|(t, e)| panic!("cannot create topic {t}: {e}"));
-        }
+        create_topic(&bootstrap, &new_topic, &AdminOptions::new());
         let logs = PathBuf::from(REPO).join("target/cluster-logs");
-        std::fs::create_dir_all(&logs).expect("log dir");
-        let free_port = || {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
-        };
-        let relays = RELAYS
-            .iter()
-            .map(|r| {
-                let log = logs.join(format!("{slug}-relay-{}.log", r.to_lowercase()));
-                let _ = std::fs::remove_file(&log);
-                Relay {
-                    port: free_port(),
-                    admin_port: free_port(),
-                    spool: tempfile::tempdir().expect("spool dir"),
-                    log,
-                    child: None,
-                }
-            })
-            .collect();
-        let metadata: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
-            .create()
-            .expect("metadata client");
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
             .build()
             .unwrap();
+        let relays: Vec<Relay> = RELAYS
+            .iter()
+            .map(|r| {
+                let log = logs.join(format!("{slug}-relay-{}.log", r.to_lowercase()));
+                Relay::new(&format!("relay {r}"), log, rt.clone(), http.clone())
+            })
+            .collect();
+        let timeline = Timeline::new(name, relays.iter().map(|r| r.log.clone()).collect());
         let s = Scenario {
-            name: name.into(),
             rt,
-            http,
+            metadata: Metadata::new(&bootstrap),
             bootstrap,
-            metadata,
             topic,
             relays,
-            started,
+            timeline,
             load_started: Instant::now(),
             load: None,
             problems: Vec::new(),
@@ -390,7 +319,7 @@ impl Scenario {
             s.topic, s.bootstrap
         ));
         s.wait_in_sync();
-        s.warm_up(&admin);
+        s.warm_up();
         s
     }
 
@@ -398,10 +327,11 @@ impl Scenario {
     /// ("Coordinator load in progress"), and the relays would spool for it: a fault of its own
     /// that would blur the first scenario's figures. One acknowledged record from an
     /// idempotent producer, to a topic of its own, gets that done before the load starts.
-    fn warm_up(&self, admin: &AdminClient<DefaultClientContext>) {
+    fn warm_up(&self) {
         let t0 = Instant::now();
         let topic = NewTopic::new("cluster-warm-up", 1, TopicReplication::Fixed(3));
         // "Topic already exists" from an earlier scenario is fine; anything else shows below.
+        let admin = admin(&self.bootstrap);
         let _ = self
             .rt
             .block_on(async { admin.create_topics([&topic], &AdminOptions::new()).await });
@@ -417,7 +347,10 @@ impl Scenario {
             .rt
             .block_on(async { producer.send(record, Duration::from_secs(60)).await });
         if let Err((e, _)) = sent {
-            panic!("{}: the cluster took no record within 60 s: {e}", self.name);
+            panic!(
+                "{}: the cluster took no record within 60 s: {e}",
+                self.timeline.name
+            );
         }
         self.note(&format!(
             "an idempotent producer's first record acknowledged after {:.1} s",
@@ -428,16 +361,10 @@ impl Scenario {
     /// Both relays answer `/readyz` 200 (Kafka reachable), as a load balancer would wait for.
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        for (r, label) in RELAYS.iter().enumerate() {
-            loop {
-                let ready = self
-                    .rt
-                    .block_on(async { self.http.get(self.admin_url(r, "/readyz")).send().await });
-                if ready.is_ok_and(|r| r.status() == 200) {
-                    break;
-                }
+        for relay in &self.relays {
+            while !relay.answers("/readyz") {
                 if Instant::now() > deadline {
-                    panic!("{}: relay {label} not ready after 30 s", self.name);
+                    panic!("{}: {} not ready after 30 s", self.timeline.name, relay.label);
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
@@ -447,40 +374,16 @@ impl Scenario {
 
     /// Marks the timeline on stderr and in both relays' logs, so faults line up with their lines.
     fn note(&self, what: &str) {
-        let at = self.started.elapsed().as_secs_f64();
-        eprintln!("[{at:6.1}s] {}: {what}", self.name);
-        let now = humantime::format_rfc3339_millis(SystemTime::now());
-        for relay in &self.relays {
-            if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(&relay.log) {
-                let _ = writeln!(f, "[{now} HARNESS +{at:.1}s] {what}");
-            }
-        }
+        self.timeline.note(what);
     }
 
     fn pause(&self, secs: u64) {
         std::thread::sleep(Duration::from_secs(secs));
     }
 
-    /// A lifecycle or look-up command of `kafka-cluster.sh`, on the timeline; a failure panics
-    /// (the scenario cannot go on as designed).
+    /// A lifecycle or look-up command of `kafka-cluster.sh`, on the timeline.
     fn cluster(&self, args: &[&str]) -> String {
-        let t0 = Instant::now();
-        match cluster_script(args) {
-            Ok(out) => {
-                self.note(&format!(
-                    "kafka-cluster.sh {} ({:.1} s){}",
-                    args.join(" "),
-                    t0.elapsed().as_secs_f64(),
-                    if out.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {out}")
-                    }
-                ));
-                out
-            }
-            Err(e) => panic!("{}: kafka-cluster.sh {} failed:\n{e}", self.name, args.join(" ")),
-        }
+        cluster(&self.timeline, args)
     }
 
     fn controller(&self) -> u32 {
@@ -491,40 +394,24 @@ impl Scenario {
 
     /// Leader and in-sync replica count of each partition of the topic, from fresh metadata.
     fn partitions(&self) -> Result<Vec<(i32, i32, usize)>, String> {
-        let metadata = self
-            .metadata
-            .fetch_metadata(Some(&self.topic), Duration::from_secs(5))
-            .map_err(|e| e.to_string())?;
-        let topic = metadata
-            .topics()
-            .iter()
-            .find(|t| t.name() == self.topic)
-            .ok_or("topic not in the metadata")?;
-        if let Some(e) = topic.error() {
-            return Err(format!("topic error {e:?}"));
-        }
-        Ok(topic
-            .partitions()
-            .iter()
-            .map(|p| (p.id(), p.leader(), p.isr().len()))
-            .collect())
+        let partitions = self.metadata.partitions(&self.topic, Duration::from_secs(5))?;
+        Ok(partitions.iter().map(|p| (p.id, p.leader, p.isr)).collect())
     }
 
     fn leader_of(&self, partition: i32) -> u32 {
         let out = self.cluster(&["leader", &self.topic, &partition.to_string()]);
         match out.parse::<i32>() {
             Ok(id) if id > 0 => id as u32,
-            _ => panic!("{}: partition {partition} has no leader ({out:?})", self.name),
+            _ => panic!(
+                "{}: partition {partition} has no leader ({out:?})",
+                self.timeline.name
+            ),
         }
     }
 
     fn partitions_led_by(&self, node: u32) -> Vec<i32> {
-        self.partitions()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|&(_, leader, _)| leader == node as i32)
-            .map(|(p, _, _)| p)
-            .collect()
+        let within = Duration::from_secs(5);
+        self.metadata.partitions_led_by(&self.topic, node as i32, within)
     }
 
     /// Waits until every partition has a leader and all three replicas in sync.
@@ -551,17 +438,9 @@ impl Scenario {
         }
         panic!(
             "{}: the topic's replicas were not all in sync within {} s: {last}",
-            self.name,
+            self.timeline.name,
             within.as_secs()
         );
-    }
-
-    fn url(&self, relay: usize, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.relays[relay].port)
-    }
-
-    fn admin_url(&self, relay: usize, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.relays[relay].admin_port)
     }
 
     fn start_relay(&mut self, r: usize) {
@@ -572,118 +451,54 @@ impl Scenario {
             .iter()
             .map(|relay| format!("127.0.0.1:{}", relay.admin_port))
             .collect();
-        let relay = &self.relays[r];
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&relay.log)
-            .expect("log file");
-        let child = Command::new(BIN)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("TIM_SDK_APP_ID", "1400000000")
-            .env("RELAY_LISTEN", format!("127.0.0.1:{}", relay.port))
-            .env("RELAY_ADMIN_LISTEN", format!("127.0.0.1:{}", relay.admin_port))
-            .env("KAFKA_BOOTSTRAP_SERVERS", &self.bootstrap)
-            .env("KAFKA_TOPIC", &self.topic)
-            .env("RELAY_SPOOL_DIR", relay.spool.path())
-            .env("RUST_LOG", "info")
+        let relay = &mut self.relays[r];
+        let mut command = relay.command(&self.bootstrap, &self.topic);
+        command
             .envs(peers_on().then(|| ("RELAY_PEERS", peers.join(","))))
             .envs(
                 std::env::vars()
                     .filter(|(k, _)| k.starts_with("KAFKA_PRODUCER_") || k == "RELAY_ACK_TIMEOUT_MS"),
             )
-            .envs(std::env::var_os("KAFKA_PRODUCER_DEBUG").map(|_| ("RUST_LOG", "info,librdkafka=debug")))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log file"))
-            .stderr(log)
-            .spawn()
-            .expect("relay binary starts");
-        let pid = child.id();
-        // Owned by the scenario at once, so any panic below still kills and reaps it.
-        self.relays[r].child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let health = self
-                .rt
-                .block_on(async { self.http.get(self.admin_url(r, "/healthz")).send().await });
-            if health.is_ok_and(|r| r.status() == 200) {
-                break;
-            }
-            let relay = &mut self.relays[r];
-            if let Some(exit) = relay
-                .child
-                .as_mut()
-                .expect("relay")
-                .try_wait()
-                .expect("relay status")
-            {
-                panic!(
-                    "{}: relay {} exited at start ({exit}); see {}",
-                    self.name,
-                    RELAYS[r],
-                    relay.log.display()
-                );
-            }
-            if Instant::now() > deadline {
-                panic!("{}: relay {} not healthy after 30 s", self.name, RELAYS[r]);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        self.note(&format!(
-            "relay {} started (pid {pid}, port {})",
-            RELAYS[r], self.relays[r].port
-        ));
+            .envs(std::env::var_os("KAFKA_PRODUCER_DEBUG").map(|_| ("RUST_LOG", "info,librdkafka=debug")));
+        let pid = relay.start(command, &self.timeline.name);
+        let port = relay.port;
+        self.note(&format!("relay {} started (pid {pid}, port {port})", RELAYS[r]));
     }
 
     fn start_load(&mut self) {
-        let urls = (0..RELAYS.len())
-            .map(|r| self.url(r, &format!("/callback?{CALLBACK_QUERY}")))
+        let urls = self
+            .relays
+            .iter()
+            .map(|r| r.url(&format!("/callback?{CALLBACK_QUERY}")))
             .collect();
-        self.load = Some(Load::start(&self.rt, urls, self.started));
+        self.load = Some(Load::start(&self.rt, urls, GROUPS, self.timeline.started));
         self.load_started = Instant::now();
         self.note("load started");
     }
 
     fn finish_load(&mut self) -> Vec<Sent> {
         let load = self.load.take().expect("load running");
-        load.stop.store(true, Ordering::Relaxed);
-        let results = self.rt.block_on(futures_util::future::join_all(load.workers));
-        results
-            .into_iter()
-            .flat_map(|r| r.expect("load worker"))
-            .collect()
+        load.finish(&self.rt)
     }
 
     /// One value from a relay's `/metrics` (None: unreadable).
     fn metric(&self, relay: usize, name: &str) -> Option<f64> {
-        let text = self.rt.block_on(async {
-            let response = self
-                .http
-                .get(self.admin_url(relay, "/metrics"))
-                .send()
-                .await
-                .ok()?;
-            response.text().await.ok()
-        })?;
-        let line = text.lines().find(|l| l.split_whitespace().next() == Some(name))?;
-        line.split_whitespace().nth(1)?.parse().ok()
+        self.relays[relay].metric_sum(name, &[])
     }
 
     /// Polls both relays' `/metrics` until both spools are empty: everything they answered OK
     /// is then in Kafka. Otherwise says what each spool still holds.
     fn drain_spools(&self, within: Duration) -> Result<(), String> {
-        let deadline = Instant::now() + within;
         let mut left = Vec::new();
-        while Instant::now() < deadline {
+        let drained = wait_for(within, Duration::from_millis(500), "the spools", || {
             left = (0..RELAYS.len())
                 .map(|r| self.metric(r, "tim_relay_spool_events"))
                 .collect();
-            if left.iter().all(|l| *l == Some(0.0)) {
-                self.note("both spools drained");
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(500));
+            left.iter().all(|l| *l == Some(0.0)).then_some(())
+        });
+        if drained.is_ok() {
+            self.note("both spools drained");
+            return Ok(());
         }
         Err(left
             .iter()
@@ -694,385 +509,36 @@ impl Scenario {
     }
 }
 
-impl Drop for Scenario {
-    fn drop(&mut self) {
-        if let Some(load) = &self.load {
-            load.stop.store(true, Ordering::Relaxed);
-        }
-        for relay in &mut self.relays {
-            if let Some(mut child) = relay.child.take() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-    }
-}
-
-/// One callback attempt: which relay it went to, how long the answer took, and why it was not
-/// answered HTTP 200 with ActionStatus OK (empty if it was).
-struct Sent {
-    group: usize,
-    seq: u64,
-    relay: usize,
-    /// When it was sent, on the scenario's timeline (as in its notes).
-    at: Duration,
-    took: Duration,
-    why: String,
-}
-
-impl Sent {
-    fn ok(&self) -> bool {
-        self.why.is_empty()
-    }
-}
-
-fn not_ok_reasons(sent: &[Sent]) -> String {
-    let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
-    for s in sent.iter().filter(|s| !s.ok()) {
-        *reasons
-            .entry(format!("relay {}: {}", RELAYS[s.relay], s.why))
-            .or_default() += 1;
-    }
-    format!("{reasons:?}")
-}
-
-/// The steady stream of callbacks: each worker owns a slice of the groups and sends each group's
-/// next callback only after the previous one was answered (or failed); a group's callbacks
-/// alternate between the two relays.
-struct Load {
-    stop: Arc<AtomicBool>,
-    workers: Vec<JoinHandle<Vec<Sent>>>,
-}
-
-impl Load {
-    fn start(rt: &Handle, urls: Vec<String>, start: Instant) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        // Longer than Tencent's 2 s, so a slow answer is measured rather than cut off.
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(3))
-            .build()
-            .expect("HTTP client");
-        let workers = (0..WORKERS)
-            .map(|w| {
-                let groups: Vec<usize> = (w..GROUPS).step_by(WORKERS).collect();
-                let stagger = PAUSE * w as u32 / WORKERS as u32;
-                rt.spawn(worker(
-                    client.clone(),
-                    urls.clone(),
-                    groups,
-                    stop.clone(),
-                    start,
-                    stagger,
-                ))
-            })
-            .collect();
-        Load { stop, workers }
-    }
-}
-
 /// Whether the relays wait for each other's older spooled events (`RELAY_PEERS`);
 /// `CLUSTER_FAULTS_PEERS=0` measures the relays without it.
 fn peers_on() -> bool {
     std::env::var("CLUSTER_FAULTS_PEERS").as_deref() != Ok("0")
 }
 
-fn group_id(g: usize) -> String {
-    format!("@TGS#cluster-{g}")
-}
-
-async fn worker(
-    client: reqwest::Client,
-    urls: Vec<String>,
-    groups: Vec<usize>,
-    stop: Arc<AtomicBool>,
-    start: Instant,
-    stagger: Duration,
-) -> Vec<Sent> {
-    tokio::time::sleep(stagger).await;
-    let mut sent = Vec::new();
-    for seq in 0.. {
-        for &group in &groups {
-            if stop.load(Ordering::Relaxed) {
-                return sent;
-            }
-            // Round robin per group: consecutive callbacks of a group reach different relays.
-            let relay = (group + seq as usize) % urls.len();
-            let body = format!(r#"{{"GroupId":"{}","Name":"g{group}-s{seq}"}}"#, group_id(group));
-            let t0 = Instant::now();
-            let at = t0 - start;
-            let why = match client.post(&urls[relay]).body(body).send().await {
-                Ok(r) => {
-                    let status = r.status().as_u16();
-                    let answer: Value = r.json().await.unwrap_or_default();
-                    match status == 200 && answer["ActionStatus"] == "OK" {
-                        true => String::new(),
-                        false => format!("HTTP {status} ErrorCode {}", answer["ErrorCode"]),
-                    }
-                }
-                Err(e) if e.is_timeout() => "timeout".into(),
-                Err(e) if e.is_connect() => "connection refused".into(),
-                Err(_) => "connection error".into(),
-            };
-            sent.push(Sent {
-                group,
-                seq,
-                relay,
-                at,
-                took: t0.elapsed(),
-                why,
-            });
-            tokio::time::sleep(PAUSE).await;
-        }
-    }
-    sent
-}
-
-/// One record read back: where it is and what it says.
-struct Found {
-    partition: i32,
-    offset: i64,
-    group_id: Option<String>,
-    marker: Option<String>,
-}
-
-/// The partition's high watermark. Just after a leader moves (a node restarted), the new leader
-/// can answer OffsetNotAvailable until its high watermark has caught up: asked again for up to
-/// 60 s, then the last error fails the test.
-fn high_watermark(consumer: &BaseConsumer, topic: &str, partition: i32) -> i64 {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        match consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
-            Ok((_, high)) => return high,
-            Err(e) if Instant::now() < deadline => {
-                eprintln!("watermarks of {topic}-{partition}: {e}; asking again");
-                std::thread::sleep(Duration::from_millis(500));
-            }
-            Err(e) => panic!("watermarks of {topic}-{partition} for 60 s: {e}"),
-        }
-    }
-}
-
-/// Reads every partition of the topic from the beginning up to its high watermark.
-fn read_topic(bootstrap: &str, topic: &str, problems: &mut Vec<String>) -> Vec<Vec<Found>> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("cluster-reader-{}", uuid::Uuid::new_v4()))
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut assignment = TopicPartitionList::new();
-    let mut high = Vec::new();
-    for p in 0..PARTITIONS {
-        high.push(high_watermark(&consumer, topic, p));
-        assignment
-            .add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&assignment).expect("assign");
-    let mut records: Vec<Vec<Found>> = (0..PARTITIONS).map(|_| Vec::new()).collect();
-    let mut next = vec![0i64; PARTITIONS as usize];
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while next.iter().zip(&high).any(|(n, h)| n < h) {
-        if Instant::now() > deadline {
-            problems.push(format!(
-                "topic not read to its end within 120 s: at {next:?} of {high:?}"
-            ));
-            break;
-        }
-        let Some(message) = consumer.poll(Duration::from_millis(500)) else {
-            continue;
-        };
-        let m = message.expect("consume");
-        let value: Value = m
-            .payload()
-            .and_then(|p| serde_json::from_slice(p).ok())
-            .unwrap_or_default();
-        let text = |v: &Value| v.as_str().map(String::from);
-        next[m.partition() as usize] = m.offset() + 1;
-        records[m.partition() as usize].push(Found {
-            partition: m.partition(),
-            offset: m.offset(),
-            group_id: text(&value["group_id"]),
-            marker: text(&value["changes"]["name"]),
-        });
-    }
-    records
-}
-
-#[derive(Default)]
-struct Tally {
-    sent: usize,
-    ok: usize,
-    ok_by_relay: [usize; 2],
-    in_topic: usize,
-    lost: usize,
-    duplicates: usize,
-    /// First copies behind a later callback of the same group that the same relay answered.
-    out_of_order_one_relay: usize,
-    /// First copies behind a later callback of the same group, whichever relay answered it.
-    out_of_order_across: usize,
-    /// Answered OK, but later than Tencent's budget.
-    slow: usize,
-    slowest: Duration,
-    /// Out of order across the relays, by the second of the timeline the event was sent in.
-    across_by_second: BTreeMap<u64, usize>,
-    strange: usize,
-    examples: Vec<String>,
-}
-
-impl Tally {
-    /// When the reordering across relays happened: "12-19 s: 430, 35 s: 22" (seconds of the
-    /// scenario's timeline, runs of consecutive seconds merged).
-    fn across_when(&self) -> String {
-        let mut runs: Vec<(u64, u64, usize)> = Vec::new();
-        for (&sec, &n) in &self.across_by_second {
-            match runs.last_mut() {
-                Some((_, end, count)) if *end + 1 == sec => {
-                    *end = sec;
-                    *count += n;
-                }
-                _ => runs.push((sec, sec, n)),
-            }
-        }
-        let runs: Vec<String> = runs
-            .iter()
-            .map(|&(a, b, n)| match a == b {
-                true => format!("{a} s: {n}"),
-                false => format!("{a}-{b} s: {n}"),
-            })
-            .collect();
-        match runs.is_empty() {
-            true => "none".into(),
-            false => runs.join(", "),
-        }
-    }
-
-    fn summary(&self) -> String {
-        let delivered = self.ok - self.lost;
-        let percent = match delivered {
-            0 => 0.0,
-            n => 100.0 * self.out_of_order_across as f64 / n as f64,
-        };
-        format!(
-            "sent {}, answered OK {} (A {}, B {}), in topic {}, lost {}, duplicates {}, \
-             out-of-order {} within one relay, {} across the two relays ({percent:.1}%); \
-             answered OK after {} s: {}, slowest {:.2} s",
-            self.sent,
-            self.ok,
-            self.ok_by_relay[0],
-            self.ok_by_relay[1],
-            self.in_topic,
-            self.lost,
-            self.duplicates,
-            self.out_of_order_one_relay,
-            self.out_of_order_across,
-            BUDGET.as_secs(),
-            self.slow,
-            self.slowest.as_secs_f64()
-        )
-    }
-}
-
-fn example(t: &mut Tally, text: String) {
-    if t.examples.len() < 12 {
-        t.examples.push(text);
-    }
-}
-
-fn parse_marker(marker: &str) -> Option<(usize, u64)> {
-    let (g, s) = marker.strip_prefix('g')?.split_once("-s")?;
-    Some((g.parse().ok()?, s.parse().ok()?))
-}
-
-/// Compares what was answered OK with what the topic holds. Order is judged per group on the
-/// first copy of each OK-answered event (later copies are duplicates, which the promise
-/// allows): once among the events one relay answered, once among all of them.
-fn tally(sent: &[Sent], partitions: &[Vec<Found>]) -> Tally {
-    let answered: HashMap<(usize, u64), &Sent> = sent.iter().map(|s| ((s.group, s.seq), s)).collect();
-    let mut t = Tally {
-        sent: sent.len(),
-        ok: sent.iter().filter(|s| s.ok()).count(),
-        ..Tally::default()
+/// The tally line: answers by relay, order within one relay and across the two, slow answers.
+fn summary(t: &Tally) -> String {
+    let delivered = t.ok - t.lost;
+    let percent = match delivered {
+        0 => 0.0,
+        n => 100.0 * t.out_of_order_across as f64 / n as f64,
     };
-    for s in sent.iter().filter(|s| s.ok()) {
-        t.ok_by_relay[s.relay] += 1;
-        if s.took > BUDGET {
-            t.slow += 1;
-        }
-        t.slowest = t.slowest.max(s.took);
-    }
-    let mut seen = HashSet::new();
-    for records in partitions {
-        let mut last_any: HashMap<usize, (u64, usize)> = HashMap::new();
-        let mut last_by_relay: HashMap<(usize, usize), u64> = HashMap::new();
-        for r in records {
-            let at = format!("partition {} offset {}", r.partition, r.offset);
-            let Some((group, seq)) = r.marker.as_deref().and_then(parse_marker) else {
-                t.strange += 1;
-                example(
-                    &mut t,
-                    format!("record at {at} is not one of this test's callbacks"),
-                );
-                continue;
-            };
-            if r.group_id.as_deref() != Some(group_id(group).as_str()) {
-                t.strange += 1;
-                example(
-                    &mut t,
-                    format!("g{group}-s{seq} at {at} carries group {:?}", r.group_id),
-                );
-            }
-            if !seen.insert((group, seq)) {
-                t.duplicates += 1;
-                continue;
-            }
-            let Some(s) = answered.get(&(group, seq)).filter(|s| s.ok()) else {
-                continue;
-            };
-            let relay = s.relay;
-            match last_by_relay.get(&(relay, group)) {
-                Some(&before) if before > seq => {
-                    t.out_of_order_one_relay += 1;
-                    example(
-                        &mut t,
-                        format!(
-                            "out of order within relay {}: g{group}-s{seq} first at {at}, after g{group}-s{before}",
-                            RELAYS[relay]
-                        ),
-                    );
-                }
-                _ => {
-                    last_by_relay.insert((relay, group), seq);
-                }
-            }
-            match last_any.get(&group) {
-                Some(&(before, _)) if before > seq => {
-                    t.out_of_order_across += 1;
-                    *t.across_by_second.entry(s.at.as_secs()).or_default() += 1;
-                }
-                _ => {
-                    last_any.insert(group, (seq, relay));
-                }
-            }
-        }
-    }
-    t.in_topic = seen.len();
-    let mut lost: Vec<_> = sent
-        .iter()
-        .filter(|s| s.ok() && !seen.contains(&(s.group, s.seq)))
-        .collect();
-    lost.sort_by_key(|s| (s.group, s.seq));
-    t.lost = lost.len();
-    for s in lost {
-        example(
-            &mut t,
-            format!(
-                "lost: g{}-s{} was answered OK by relay {}",
-                s.group, s.seq, RELAYS[s.relay]
-            ),
-        );
-    }
-    t
+    format!(
+        "sent {}, answered OK {} (A {}, B {}), in topic {}, lost {}, duplicates {}, \
+         out-of-order {} within one relay, {} across the two relays ({percent:.1}%); \
+         answered OK after {} s: {}, slowest {:.2} s",
+        t.sent,
+        t.ok,
+        t.ok_by_relay[0],
+        t.ok_by_relay[1],
+        t.in_topic,
+        t.lost,
+        t.duplicates,
+        t.out_of_order_one_relay,
+        t.out_of_order_across,
+        BUDGET.as_secs(),
+        t.slow,
+        t.slowest.as_secs_f64()
+    )
 }
 
 /// The harness checks itself without a cluster: a tally that missed loss or reordering, or
@@ -1087,12 +553,7 @@ fn the_tally_tells_order_within_one_relay_from_order_across_relays() {
         took: Duration::from_millis(if seq == 4 { 2500 } else { 10 }),
         why: if ok { "" } else { "HTTP 503" }.into(),
     };
-    let found = |offset, g: usize, s: u64| Found {
-        partition: 0,
-        offset,
-        group_id: Some(group_id(g)),
-        marker: Some(format!("g{g}-s{s}")),
-    };
+    let found = |offset, g, s| Found::marked(GROUPS, offset, g, s);
     let answered = [
         sent(1, 0, 0, true),
         sent(1, 1, 1, true),
@@ -1113,8 +574,11 @@ fn the_tally_tells_order_within_one_relay_from_order_across_relays() {
         found(5, 1, 1),
         found(6, 2, 0),
     ];
-    let t = tally(&answered, &[topic.into()]);
-    assert_eq!((t.sent, t.ok, t.ok_by_relay, t.in_topic), (7, 6, [4, 2], 6));
+    let t = tally(&answered, &[topic.into()], &SHAPE);
+    assert_eq!(
+        (t.sent, t.ok, &t.ok_by_relay[..], t.in_topic),
+        (7, 6, &[4, 2][..], 6)
+    );
     assert_eq!((t.lost, t.duplicates, t.strange), (1, 1, 0));
     assert_eq!((t.out_of_order_one_relay, t.out_of_order_across), (1, 2));
     assert_eq!(t.slow, 1);

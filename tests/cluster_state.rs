@@ -52,10 +52,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::admin::{AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -65,16 +64,15 @@ use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use serde_json::Value;
 use tim_relay::state::materialize::StateError;
 
-#[path = "support/state_model.rs"]
-mod state_model;
-use state_model::{delivery, histories, Histories, Rng, Truth};
+mod support;
+use support::broker::{admin, block_on, create_topic};
+use support::cluster::{cluster, cluster_ready, Metadata};
+use support::lock::lock_file;
+use support::relay::{binary, free_port};
+use support::state_model::{delivery, histories, Histories, Rng, Truth};
+use support::timeline::{append_line, Timeline};
+use support::REPO;
 
-#[path = "support/cluster.rs"]
-mod cluster_support;
-use cluster_support::{cluster_script, lock_cluster};
-
-const BIN: &str = env!("CARGO_BIN_EXE_tim-relay");
-const REPO: &str = env!("CARGO_MANIFEST_DIR");
 const NAME: &str = "transaction coordinator killed under the fold (kill -9)";
 const SLUG: &str = "txn-coordinator-killed-under-the-fold";
 const PARTITIONS: i32 = 6;
@@ -93,6 +91,8 @@ const STEADY: Duration = Duration::from_secs(5);
 const DOWN: Duration = Duration::from_secs(10);
 /// How often the harness samples the materializer's metrics and the coordinator's partition.
 const SAMPLE: Duration = Duration::from_millis(200);
+/// How long a metadata look-up may take.
+const LOOKUP: Duration = Duration::from_secs(3);
 /// The liveness probe's period (`deploy/state-statefulset.yaml`).
 const LIVENESS_PERIOD: Duration = Duration::from_secs(10);
 
@@ -100,14 +100,10 @@ const LIVENESS_PERIOD: Duration = Duration::from_secs(10);
 #[ignore = "needs the three-node cluster: bash scripts/cluster-faults.sh"]
 fn transaction_coordinator_killed_under_the_fold() {
     let logs = logs_dir();
-    let _one_at_a_time = lock_cluster(&logs);
-    let started = Instant::now();
+    let _one_at_a_time = lock_file(&logs.join("cluster-test.lock"), "a cluster scenario");
     let log = logs.join(format!("{SLUG}-materializer.log"));
-    let _ = std::fs::remove_file(&log);
-    let timeline = Timeline {
-        started,
-        log: log.clone(),
-    };
+    let timeline = Timeline::new(NAME, vec![log.clone()]);
+    let started = timeline.started;
     let bootstrap = cluster_ready();
     let meta = Metadata::new(&bootstrap);
     warm_up(&bootstrap, &meta, &timeline);
@@ -192,8 +188,8 @@ fn transaction_coordinator_killed_under_the_fold() {
         "node {coordinator} coordinates the transactions; the consumer group's coordinator is \
          node {group_coordinator}, the active controller node {controller}; it leads events \
          partitions {:?} and state partitions {:?}",
-        meta.partitions_led_by(&topic, coordinator),
-        meta.partitions_led_by(&state_topic, coordinator)
+        meta.partitions_led_by(&topic, coordinator, LOOKUP),
+        meta.partitions_led_by(&state_topic, coordinator, LOOKUP)
     ));
 
     timeline.note(&format!(
@@ -342,13 +338,7 @@ fn transaction_coordinator_killed_under_the_fold() {
             .join(" ")
     ));
     eprintln!("{line}");
-    if let Ok(mut f) = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(logs.join("summary.txt"))
-    {
-        let _ = writeln!(f, "{line}");
-    }
+    append_line(&logs.join("summary.txt"), &line);
 
     if !wrong.is_empty() {
         problems.push(format!(
@@ -487,86 +477,6 @@ fn logs_dir() -> PathBuf {
     dir
 }
 
-/// A command of `kafka-cluster.sh`, on the timeline; a failure ends the scenario.
-fn cluster(timeline: &Timeline, args: &[&str]) -> String {
-    let t0 = Instant::now();
-    match cluster_script(args) {
-        Ok(out) => {
-            timeline.note(&format!(
-                "kafka-cluster.sh {} ({:.1} s){}",
-                args.join(" "),
-                t0.elapsed().as_secs_f64(),
-                if out.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {out}")
-                }
-            ));
-            out
-        }
-        Err(e) => panic!("{NAME}: kafka-cluster.sh {} failed:\n{e}", args.join(" ")),
-    }
-}
-
-/// The cluster's bootstrap list, once all three nodes run (as in `tests/cluster.rs`: a cluster
-/// that is not running at all was not started for us; one with nodes down is brought back).
-fn cluster_ready() -> String {
-    let status = Command::new("bash")
-        .arg(format!("{REPO}/scripts/kafka-cluster.sh"))
-        .arg("status")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .ok()
-        .and_then(|s| s.code());
-    match status {
-        Some(0) => {}
-        Some(3) => panic!(
-            "the three-node cluster is not running. Run this test with \
-             `bash scripts/cluster-faults.sh` (it starts and stops the cluster)."
-        ),
-        _ => {
-            if let Err(e) = cluster_script(&["start"]) {
-                panic!("kafka-cluster.sh start failed:\n{e}");
-            }
-        }
-    }
-    cluster_script(&["bootstrap"]).expect("kafka-cluster.sh bootstrap")
-}
-
-/// The scenario's clock, on stderr and in the materializer's log.
-#[derive(Clone)]
-struct Timeline {
-    started: Instant,
-    log: PathBuf,
-}
-
-impl Timeline {
-    fn note(&self, what: &str) {
-        let at = self.started.elapsed().as_secs_f64();
-        eprintln!("[{at:6.1}s] {NAME}: {what}");
-        let now = humantime::format_rfc3339_millis(SystemTime::now());
-        if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(&self.log) {
-            let _ = writeln!(f, "[{now} HARNESS +{at:.1}s] {what}");
-        }
-    }
-}
-
-fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .expect("admin client")
-}
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(f)
-}
-
 /// On a fresh cluster the transaction log and the offsets topic are created when a client first
 /// asks for a coordinator, and their first coordinators need seconds to load. A transactional
 /// producer and a consumer group of the harness's own get that done, so the names can be chosen
@@ -608,10 +518,7 @@ fn warm_up(bootstrap: &str, meta: &Metadata, timeline: &Timeline) {
 
 fn create_events_topic(bootstrap: &str, topic: &str) {
     let new = NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(3)).set("min.insync.replicas", "2");
-    let admin = admin(bootstrap);
-    for result in block_on(admin.create_topics([&new], &AdminOptions::new())).expect("create topic request") {
-        result.unwrap_or_else(|(t, e)| panic!("cannot create topic {t}: {e}"));
-    }
+    create_topic(bootstrap, &new, &AdminOptions::new());
 }
 
 /// The state topic as the materializer created it (`KAFKA_STATE_REPLICATION_FACTOR=3`; its
@@ -641,7 +548,7 @@ fn check_state_topic(bootstrap: &str, state_topic: &str, problems: &mut Vec<Stri
         ));
     }
     let meta = Metadata::new(bootstrap);
-    match meta.partitions(state_topic) {
+    match meta.partitions(state_topic, LOOKUP) {
         Ok(p) if p.len() == PARTITIONS as usize && p.iter().all(|p| p.replicas.len() == 3) => {}
         other => problems.push(format!(
             "the state topic is not {PARTITIONS} partitions of 3 replicas: {other:?}"
@@ -649,63 +556,18 @@ fn check_state_topic(bootstrap: &str, state_topic: &str, problems: &mut Vec<Stri
     }
 }
 
-/// One partition in the metadata.
-#[derive(Debug)]
-struct Partition {
-    id: i32,
-    leader: i32,
-    replicas: Vec<i32>,
-    isr: usize,
-}
-
-/// Metadata look-ups, from fresh metadata each time.
-struct Metadata(BaseConsumer);
-
+/// The look-ups this test makes, from fresh metadata each time.
 impl Metadata {
-    fn new(bootstrap: &str) -> Self {
-        Metadata(
-            ClientConfig::new()
-                .set("bootstrap.servers", bootstrap)
-                .set("allow.auto.create.topics", "false")
-                .create()
-                .expect("metadata client"),
-        )
-    }
-
-    fn partitions(&self, topic: &str) -> Result<Vec<Partition>, String> {
-        let metadata = self
-            .0
-            .fetch_metadata(Some(topic), Duration::from_secs(3))
-            .map_err(|e| e.to_string())?;
-        let t = metadata
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic)
-            .ok_or("topic not in the metadata")?;
-        if let Some(e) = t.error() {
-            return Err(format!("topic error {e:?}"));
-        }
-        Ok(t.partitions()
-            .iter()
-            .map(|p| Partition {
-                id: p.id(),
-                leader: p.leader(),
-                replicas: p.replicas().to_vec(),
-                isr: p.isr().len(),
-            })
-            .collect())
-    }
-
     /// The leader of each partition of `topic`, by partition (-1: none).
     fn leaders(&self, topic: &str) -> Vec<i32> {
-        let mut p = self.partitions(topic).unwrap_or_default();
+        let mut p = self.partitions(topic, LOOKUP).unwrap_or_default();
         p.sort_by_key(|p| p.id);
         p.into_iter().map(|p| p.leader).collect()
     }
 
     /// The leader of `topic`/`partition` (-1: none, or no answer).
     fn leader(&self, topic: &str, partition: i32) -> i32 {
-        self.partitions(topic)
+        self.partitions(topic, LOOKUP)
             .ok()
             .and_then(|p| p.into_iter().find(|p| p.id == partition))
             .map_or(-1, |p| p.leader)
@@ -713,20 +575,11 @@ impl Metadata {
 
     /// The preferred replica (first of the replica list) of `topic`/`partition`.
     fn preferred(&self, topic: &str, partition: i32) -> i32 {
-        self.partitions(topic)
+        self.partitions(topic, LOOKUP)
             .ok()
             .and_then(|p| p.into_iter().find(|p| p.id == partition))
             .and_then(|p| p.replicas.first().copied())
             .unwrap_or(-1)
-    }
-
-    fn partitions_led_by(&self, topic: &str, node: i32) -> Vec<i32> {
-        self.partitions(topic)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|p| p.leader == node)
-            .map(|p| p.id)
-            .collect()
     }
 
     /// Waits until every partition of `topics` has a leader and all three replicas in sync.
@@ -736,7 +589,7 @@ impl Metadata {
         while t0.elapsed() < Duration::from_secs(120) {
             let lagging: Vec<String> = topics
                 .iter()
-                .filter_map(|t| match self.partitions(t) {
+                .filter_map(|t| match self.partitions(t, LOOKUP) {
                     Ok(p) if !p.is_empty() && p.iter().all(|p| p.leader >= 0 && p.isr == 3) => None,
                     Ok(p) => Some(format!("{t}: {p:?}")),
                     Err(e) => Some(format!("{t}: {e}")),
@@ -1048,26 +901,16 @@ struct Run {
     last_exit: Option<ExitStatus>,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn spawn_materializer(bootstrap: &str, topic: &str, group: &str, timeline: &Timeline) -> Pod {
     let admin = format!("127.0.0.1:{}", free_port());
     let log = OpenOptions::new()
         .create(true)
         .append(true)
-        .open(&timeline.log)
+        .open(&timeline.logs[0])
         .expect("log file");
     let log_from = log.metadata().map_or(0, |m| m.len());
-    let child = Command::new(BIN)
+    let child = binary()
         .arg("materialize")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap)
         .env("KAFKA_TOPIC", topic)
         .env("KAFKA_STATE_TOPIC", format!("{topic}.state"))
@@ -1125,7 +968,7 @@ impl Fold {
                     };
                     let ended = match pod.child.try_wait() {
                         Ok(Some(status)) => {
-                            let said = pod.last_words(&timeline.log);
+                            let said = pod.last_words(&timeline.logs[0]);
                             Some((
                                 format!("{}: {said}", describe(status)),
                                 fatal_by_design(status.code(), &said),

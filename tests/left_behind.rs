@@ -11,31 +11,28 @@
 //! tmpfs and must run as root.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Once};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, NewTopic, ResourceSpecifier, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::admin::{AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::message::Message;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::Value;
 use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 
-const BIN: &str = env!("CARGO_BIN_EXE_tim-relay");
-const REPO: &str = env!("CARGO_MANIFEST_DIR");
-const KAFKA_PORT: &str = "19192";
-const KAFKA_CONTROLLER_PORT: &str = "19193";
+mod support;
+use support::broker::{self, admin, alter_topic, Broker, Reader};
+use support::lock::lock_file;
+use support::relay::{series, Relay, CALLBACK_QUERY};
+use support::timeline::Timeline;
+use support::REPO;
+
 const BOOTSTRAP: &str = "127.0.0.1:19192";
-const APP_ID: &str = "1400000000";
-const CALLBACK_QUERY: &str = "SdkAppid=1400000000&CallbackCommand=Group.CallbackAfterGroupInfoChanged\
-    &contenttype=json&ClientIP=127.0.0.1&OptPlatform=RESTAPI";
 /// librdkafka's `topic.metadata.propagation.max.ms` for the relay (default 30 s): after this long
 /// without the topic in a metadata answer, librdkafka fails its records with `UnknownTopic`. The
 /// outage test stays down well beyond it.
@@ -47,7 +44,7 @@ const PROPAGATION_MS: &str = "3000";
 fn nothing_is_dead_lettered_when_kafka_comes_back_after_an_outage_longer_than_the_topic_metadata_propagation_timeout_and_creates_the_topic(
 ) {
     let _serial = serial();
-    let mut broker = Broker::new(true);
+    let mut broker = broker(true);
     const ROUNDS: usize = 3;
     let mut lines = Vec::new();
     let mut problems = Vec::new();
@@ -111,7 +108,7 @@ fn nothing_is_dead_lettered_when_kafka_comes_back_after_an_outage_longer_than_th
         t.note(&line);
         lines.push(line);
         if !round_problems.is_empty() {
-            round_problems.push(format!("relay log and timeline: {}", t.log.display()));
+            round_problems.push(format!("relay log and timeline: {}", t.relay.log.display()));
         }
         problems.extend(round_problems.into_iter().map(|p| format!("round {round}: {p}")));
         t.kill();
@@ -136,10 +133,10 @@ fn nothing_is_dead_lettered_when_kafka_comes_back_after_an_outage_longer_than_th
 fn the_spool_holds_while_the_topic_is_missing_with_auto_creation_off_and_delivers_everything_once_it_is_created(
 ) {
     let _serial = serial();
-    let mut broker = Broker::new(false);
+    let mut broker = broker(false);
     broker.start();
     let mut t = TestRelay::new("missing-topic", "left-behind-missing");
-    let broker_auto_create = broker.auto_create_setting();
+    let broker_auto_create = auto_create_setting();
     t.note(&format!(
         "broker auto.create.topics.enable = {broker_auto_create:?}; the relay's producer also asks \
          for no auto-creation (KAFKA_PRODUCER_ALLOW_AUTO_CREATE_TOPICS=false)"
@@ -186,7 +183,7 @@ fn the_spool_holds_while_the_topic_is_missing_with_auto_creation_off_and_deliver
         ));
     }
     expect_no_dead(&t, &mut problems, "while held");
-    if topic_exists(&t.topic) {
+    if broker::topic_exists(BOOTSTRAP, &t.topic) {
         problems.push(format!(
             "topic {} exists before the test created it: something auto-created it, the test no \
              longer shows a missing topic",
@@ -235,7 +232,7 @@ fn the_spool_holds_while_the_topic_is_missing_with_auto_creation_off_and_deliver
 fn a_record_too_large_for_its_topic_is_set_aside_alone_the_events_behind_it_are_delivered_and_the_replay_delivers_it_once_the_topic_takes_it(
 ) {
     let _serial = serial();
-    let mut broker = Broker::new(true);
+    let mut broker = broker(true);
     broker.start();
     let mut t = TestRelay::new("too-large", "left-behind-too-large");
     // The limit applies to a whole record batch: the small events stay far below it together.
@@ -338,7 +335,7 @@ fn a_record_too_large_for_its_topic_is_set_aside_alone_the_events_behind_it_are_
         Err(e) => problems.push(e),
     }
     t.note("raising max.message.bytes to 1048588");
-    alter_topic(&t.topic, &[("max.message.bytes", "1048588")]);
+    alter_topic(BOOTSTRAP, &t.topic, &[("max.message.bytes", "1048588")]);
     match t.replay() {
         Ok(v) if v["replayed"] == 1 => t.note(&format!("POST /spool/dead/replay: {v}")),
         Ok(v) => problems.push(format!("POST /spool/dead/replay should replay 1 event: {v}")),
@@ -377,13 +374,13 @@ fn a_spool_on_a_full_file_system_answers_503_keeps_running_loses_nothing_and_tak
         "this test mounts a size-limited tmpfs for the spool and must run as root (id -u says {uid})"
     );
     let _serial = serial();
-    let mut broker = Broker::new(true);
+    let mut broker = broker(true);
     broker.start();
     // Declared before the relay, so it is unmounted after the relay is gone (also on panic).
     let volume = Tmpfs::mount(&format!("{REPO}/target/left-behind-spool-fs"), "48m");
     let spool_dir = volume.path.join("spool");
     let mut t = TestRelay::new("full-disk", "left-behind-full-disk");
-    t.spool_dir = spool_dir;
+    t.relay.spool_dir = spool_dir;
     create_topic(&t.topic, 3, &[]);
     broker.stop();
     t.note("topic created, broker stopped: every callback goes to the spool");
@@ -411,7 +408,7 @@ fn a_spool_on_a_full_file_system_answers_503_keeps_running_loses_nothing_and_tak
         panic!(
             "{e}: the spool never reported a full disk; {}; see {}",
             summary(&sent),
-            t.log.display()
+            t.relay.log.display()
         );
     }
     let full: Vec<Sent> = sent.iter().filter(|s| s.answer.code == 5037).cloned().collect();
@@ -440,7 +437,7 @@ fn a_spool_on_a_full_file_system_answers_503_keeps_running_loses_nothing_and_tak
         ));
     }
     if t.relay_exited() {
-        panic!("the relay exited on a full disk; see {}", t.log.display());
+        panic!("the relay exited on a full disk; see {}", t.relay.log.display());
     }
     match t
         .rt
@@ -456,7 +453,7 @@ fn a_spool_on_a_full_file_system_answers_503_keeps_running_loses_nothing_and_tak
         ));
     }
     let file_bytes = t.metric_sum("tim_relay_spool_file_bytes", &[]);
-    let on_disk = std::fs::metadata(t.spool_dir.join("spool.redb"))
+    let on_disk = std::fs::metadata(t.relay.spool_dir.join("spool.redb"))
         .map(|m| m.len())
         .ok();
     t.note(&format!(
@@ -534,96 +531,32 @@ fn serial() -> (MutexGuard<'static, ()>, File) {
     static SERIAL: Mutex<()> = Mutex::new(());
     // A test that panicked poisons the mutex; the next one still runs.
     let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let path = format!("{REPO}/target/kafka-left-behind.lock");
-    std::fs::create_dir_all(format!("{REPO}/target")).expect("target dir");
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .expect("lock file");
-    if file.try_lock().is_err() {
-        eprintln!("another left_behind run holds {path}; waiting for it to finish");
-        file.lock().expect("lock the left-behind broker");
-    }
-    (guard, file)
+    let path = PathBuf::from(REPO).join("target/kafka-left-behind.lock");
+    (guard, lock_file(&path, "the left-behind broker"))
 }
 
-/// This file's broker through `scripts/kafka.sh`; stopped when dropped, also on panic.
-/// `auto_create` is passed as `KAFKA_AUTO_CREATE_TOPICS` (true/false) to kafka.sh for its
-/// `auto.create.topics.enable`.
-struct Broker {
-    auto_create: bool,
+/// This file's broker (127.0.0.1:19192); its data is wiped the first time in this process, and
+/// it is not started. `auto_create` is its `auto.create.topics.enable`.
+fn broker(auto_create: bool) -> Broker {
+    static RESET: Once = Once::new();
+    let broker = Broker {
+        name: "left-behind",
+        port: 19192,
+        controller_port: 19193,
+        data_dir: "target/kafka-left-behind",
+        auto_create,
+    };
+    RESET.call_once(|| broker.run("reset"));
+    broker
 }
 
-impl Broker {
-    /// Wipes the broker's data the first time in this process; does not start it.
-    fn new(auto_create: bool) -> Broker {
-        static RESET: Once = Once::new();
-        let broker = Broker { auto_create };
-        RESET.call_once(|| broker.run("reset"));
-        broker
-    }
-
-    fn script(&self, action: &str) -> Result<(), String> {
-        let out = Command::new("bash")
-            .arg(format!("{REPO}/scripts/kafka.sh"))
-            .arg(action)
-            .env("KAFKA_PORT", KAFKA_PORT)
-            .env("KAFKA_CONTROLLER_PORT", KAFKA_CONTROLLER_PORT)
-            .env("KAFKA_DATA_DIR", format!("{REPO}/target/kafka-left-behind"))
-            .env("KAFKA_AUTO_CREATE_TOPICS", self.auto_create.to_string())
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run bash scripts/kafka.sh: {e}"))?;
-        match out.status.success() {
-            true => Ok(()),
-            false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
-        }
-    }
-
-    fn run(&self, action: &str) {
-        if let Err(e) = self.script(action) {
-            panic!(
-                "kafka.sh {action} failed for the left-behind broker on {BOOTSTRAP}:\n{e}\nTry it by hand: \
-                 KAFKA_PORT={KAFKA_PORT} KAFKA_CONTROLLER_PORT={KAFKA_CONTROLLER_PORT} \
-                 KAFKA_DATA_DIR=target/kafka-left-behind bash scripts/kafka.sh {action} \
-                 (needs Java 17+ and Maven)"
-            );
-        }
-    }
-
-    /// Starts the broker and waits until it answers.
-    fn start(&mut self) {
-        self.run("start");
-    }
-
-    fn stop(&mut self) {
-        self.run("stop");
-    }
-
-    /// The broker's `auto.create.topics.enable`, as it reports it.
-    fn auto_create_setting(&self) -> Option<String> {
-        let admin = admin();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .ok()?;
-        let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
-        let described = rt
-            .block_on(admin.describe_configs([&ResourceSpecifier::Broker(1)], &opts))
-            .ok()?;
-        let resource = described.into_iter().next()?.ok()?;
-        resource.get("auto.create.topics.enable")?.value.clone()
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        if let Err(e) = self.script("stop") {
-            eprintln!("could not stop the left-behind broker: {e}");
-        }
-    }
+/// The broker's `auto.create.topics.enable`, as it reports it.
+fn auto_create_setting() -> Option<String> {
+    let admin = admin(BOOTSTRAP);
+    let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
+    let described = broker::block_on(admin.describe_configs([&ResourceSpecifier::Broker(1)], &opts)).ok()?;
+    let resource = described.into_iter().next()?.ok()?;
+    resource.get("auto.create.topics.enable")?.value.clone()
 }
 
 /// A size-limited tmpfs, unmounted when dropped (also on panic).
@@ -676,20 +609,16 @@ fn write_filler(path: &Path, bytes: usize) {
     f.sync_all().expect("sync the filler");
 }
 
-/// One relay under test: its topic, spool dir (kept across restarts), ports and log.
+/// One relay under test: its topic, its timeline, and the relay (spool dir kept across
+/// restarts, ports, log).
 struct TestRelay {
     name: String,
     rt: Arc<Runtime>,
     http: reqwest::Client,
     topic: String,
-    spool_dir: PathBuf,
-    _spool: tempfile::TempDir,
-    port: u16,
-    admin_port: u16,
-    log: PathBuf,
-    started: Instant,
+    timeline: Timeline,
+    relay: Relay,
     env: Vec<(String, String)>,
-    child: Option<Child>,
 }
 
 impl TestRelay {
@@ -702,31 +631,18 @@ impl TestRelay {
         let logs = PathBuf::from(REPO).join("target/left-behind-logs");
         std::fs::create_dir_all(&logs).expect("log dir");
         let log = logs.join(format!("{name}.log"));
-        let _ = std::fs::remove_file(&log);
-        let free_port = || {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
-        };
-        let spool = tempfile::tempdir().expect("spool dir");
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
         let t = TestRelay {
             name: name.into(),
+            timeline: Timeline::new(name, vec![log.clone()]),
+            relay: Relay::new("relay", log, rt.handle().clone(), http.clone()),
             rt: Arc::new(rt),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()
-                .unwrap(),
+            http,
             topic: format!("{topic_prefix}-{}", uuid::Uuid::new_v4().simple()),
-            spool_dir: spool.path().to_path_buf(),
-            _spool: spool,
-            port: free_port(),
-            admin_port: free_port(),
-            log,
-            started: Instant::now(),
             env: Vec::new(),
-            child: None,
         };
         t.note(&format!("topic {}", t.topic));
         t
@@ -734,12 +650,7 @@ impl TestRelay {
 
     /// Marks the timeline on stderr and in the relay's log, so steps line up with its lines.
     fn note(&self, what: &str) {
-        let at = self.started.elapsed().as_secs_f64();
-        eprintln!("[{at:6.1}s] {}: {what}", self.name);
-        let now = humantime::format_rfc3339_millis(SystemTime::now());
-        if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(&self.log) {
-            let _ = writeln!(f, "[{now} HARNESS +{at:.1}s] {what}");
-        }
+        self.timeline.note(what);
     }
 
     fn pause_ms(&self, ms: u64) {
@@ -747,141 +658,56 @@ impl TestRelay {
     }
 
     fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        self.relay.url(path)
     }
 
     fn admin_url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.admin_port)
+        self.relay.admin_url(path)
     }
 
     /// The relay's environment (also the `dead` subcommand's).
     fn command(&self) -> Command {
-        let mut c = Command::new(BIN);
-        c.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("TIM_SDK_APP_ID", APP_ID)
-            .env("RELAY_LISTEN", format!("127.0.0.1:{}", self.port))
-            .env("RELAY_ADMIN_LISTEN", format!("127.0.0.1:{}", self.admin_port))
-            .env("KAFKA_BOOTSTRAP_SERVERS", BOOTSTRAP)
-            .env("KAFKA_TOPIC", &self.topic)
-            .env("RELAY_SPOOL_DIR", &self.spool_dir)
-            .env("RUST_LOG", "info")
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::null());
+        let mut c = self.relay.command(BOOTSTRAP, &self.topic);
+        c.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         c
     }
 
     fn start(&mut self, env: &[(&str, &str)]) {
         self.env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("log file");
-        let child = self
-            .command()
-            .stdout(log.try_clone().expect("log file"))
-            .stderr(log)
-            .spawn()
-            .expect("relay binary starts");
-        let pid = child.id();
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let health = self
-                .rt
-                .block_on(async { self.http.get(self.admin_url("/healthz")).send().await });
-            if health.is_ok_and(|r| r.status() == 200) {
-                break;
-            }
-            if self.relay_exited() {
-                panic!("{}: relay exited at start; see {}", self.name, self.log.display());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{}: relay not healthy after 30 s; see {}",
-                self.name,
-                self.log.display()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let pid = self.relay.start(self.command(), &self.name);
         self.note(&format!("relay started (pid {pid}) with {env:?}"));
     }
 
     fn relay_exited(&mut self) -> bool {
-        match self.child.as_mut() {
-            Some(child) => child.try_wait().expect("relay status").is_some(),
-            None => true,
-        }
+        self.relay.exited()
     }
 
     fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if self.relay.kill().is_some() {
             self.note("relay killed");
         }
     }
 
     /// SIGTERM; waits for the relay to exit by itself and returns its exit code.
     fn terminate(&mut self) -> Option<i32> {
-        let mut child = self.child.take()?;
-        let sent = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        assert!(sent.is_ok_and(|s| s.success()), "kill -TERM failed");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Some(exit) = child.try_wait().expect("relay status") {
-                self.note(&format!("relay exited after SIGTERM ({exit})"));
-                return exit.code();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        None
-    }
-
-    fn metrics(&self) -> Option<String> {
-        self.rt.block_on(async {
-            let r = self.http.get(self.admin_url("/metrics")).send().await.ok()?;
-            r.text().await.ok()
-        })
+        let timeline = &self.timeline;
+        self.relay.terminate(|what| timeline.note(what))
     }
 
     /// Every series of `name` whose labels include `labels`, with its value.
     fn metric_values(&self, name: &str, labels: &[(&str, &str)]) -> Vec<(String, f64)> {
-        self.metrics()
-            .map(|t| series(&t, name, labels))
-            .unwrap_or_default()
+        self.relay.metric_values(name, labels)
     }
 
     /// The sum of the matching series; None when there is none (or /metrics is unreadable).
     fn metric_sum(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        let values = self.metric_values(name, labels);
-        (!values.is_empty()).then(|| values.iter().map(|(_, v)| v).sum())
+        self.relay.metric_sum(name, labels)
     }
 
     /// Polls `what` every 200 ms until it gives a value or `within` has passed.
-    fn wait_for<T>(
-        &self,
-        within: Duration,
-        what: &str,
-        mut f: impl FnMut() -> Option<T>,
-    ) -> Result<T, String> {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(v) = f() {
-                return Ok(v);
-            }
-            if Instant::now() > deadline {
-                return Err(format!("waited {} s for {what}", within.as_secs()));
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+    fn wait_for<T>(&self, within: Duration, what: &str, f: impl FnMut() -> Option<T>) -> Result<T, String> {
+        support::wait_for(within, Duration::from_millis(200), what, f)
     }
-
     /// Waits until the spool holds nothing: everything answered OK is then in Kafka (or dead).
     fn wait_spool_empty(&self, within: Duration) -> Result<(), String> {
         let result = self.wait_for(within, "the spool to drain", || {
@@ -949,15 +775,6 @@ impl TestRelay {
     }
 }
 
-impl Drop for TestRelay {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 /// Both views of the dead table say it is empty.
 fn expect_no_dead(t: &TestRelay, problems: &mut Vec<String>, when: &str) {
     match t.dead_summary() {
@@ -977,7 +794,7 @@ fn expect_no_dead(t: &TestRelay, problems: &mut Vec<String>, when: &str) {
 
 fn finish(t: &TestRelay, mut problems: Vec<String>) {
     if !problems.is_empty() {
-        problems.push(format!("relay log and timeline: {}", t.log.display()));
+        problems.push(format!("relay log and timeline: {}", t.relay.log.display()));
     }
     assert!(
         problems.is_empty(),
@@ -985,28 +802,6 @@ fn finish(t: &TestRelay, mut problems: Vec<String>) {
         t.name,
         problems.join("\n")
     );
-}
-
-/// The Prometheus text format, read just enough: `name{labels} value` lines.
-fn series(text: &str, name: &str, labels: &[(&str, &str)]) -> Vec<(String, f64)> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let (key, value) = l.rsplit_once(' ')?;
-            let (n, set) = match key.split_once('{') {
-                Some((n, rest)) => (n, rest.trim_end_matches('}')),
-                None => (key, ""),
-            };
-            if n != name {
-                return None;
-            }
-            let has = |(k, v): &(&str, &str)| set.split(',').any(|p| p == format!("{k}=\"{v}\""));
-            if !labels.iter().all(has) {
-                return None;
-            }
-            Some((key.to_string(), value.parse().ok()?))
-        })
-        .collect()
 }
 
 /// What the relay answered to one callback.
@@ -1157,58 +952,13 @@ impl Load {
     }
 }
 
-fn admin() -> AdminClient<DefaultClientContext> {
-    ClientConfig::new()
-        .set("bootstrap.servers", BOOTSTRAP)
-        .create()
-        .expect("admin client")
-}
-
-fn admin_rt() -> Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
 fn create_topic(topic: &str, partitions: i32, config: &[(&str, &str)]) {
     let mut new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
     for (k, v) in config {
         new_topic = new_topic.set(k, v);
     }
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(20)));
-    let created = admin_rt().block_on(admin().create_topics([&new_topic], &opts));
-    for result in created.expect("create topic request") {
-        result.unwrap_or_else(|(t, e)| panic!("cannot create topic {t}: {e}"));
-    }
-}
-
-fn alter_topic(topic: &str, config: &[(&str, &str)]) {
-    let mut alter = AlterConfig::new(ResourceSpecifier::Topic(topic));
-    for (k, v) in config {
-        alter = alter.set(k, v);
-    }
-    let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(20)));
-    let altered = admin_rt().block_on(admin().alter_configs([&alter], &opts));
-    for result in altered.expect("alter configs request") {
-        result.unwrap_or_else(|(r, e)| panic!("cannot alter {r:?}: {e}"));
-    }
-}
-
-/// A consumer's metadata request, which never asks the broker to create the topic.
-fn topic_exists(topic: &str) -> bool {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", BOOTSTRAP)
-        .set("allow.auto.create.topics", "false")
-        .create()
-        .expect("consumer");
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .expect("metadata");
-    metadata
-        .topics()
-        .iter()
-        .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+    broker::create_topic(BOOTSTRAP, &new_topic, &opts);
 }
 
 /// One record read back: its group and its padding.
@@ -1220,52 +970,11 @@ struct Found {
 
 /// Reads every partition of the topic from the beginning to its high watermark, by marker.
 fn read_topic(topic: &str) -> HashMap<String, Found> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", BOOTSTRAP)
-        .set("group.id", format!("left-behind-reader-{}", uuid::Uuid::new_v4()))
-        .set("enable.auto.commit", "false")
-        .set("allow.auto.create.topics", "false")
-        .create()
-        .expect("consumer");
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .expect("metadata");
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic)
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    let mut assignment = TopicPartitionList::new();
-    let mut high = HashMap::new();
-    for &p in &partitions {
-        let (_, h) = consumer
-            .fetch_watermarks(topic, p, Duration::from_secs(10))
-            .expect("watermarks");
-        if h > 0 {
-            high.insert(p, h);
-            assignment
-                .add_partition_offset(topic, p, Offset::Beginning)
-                .unwrap();
-        }
-    }
+    let reader = Reader::new(BOOTSTRAP, topic, "left-behind");
+    let partitions = reader.partitions();
     let mut found: HashMap<String, Found> = HashMap::new();
-    if high.is_empty() {
-        return found;
-    }
-    consumer.assign(&assignment).expect("assign");
-    let mut next: HashMap<i32, i64> = high.keys().map(|&p| (p, 0)).collect();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while next.iter().any(|(p, n)| *n < high[p]) {
-        assert!(
-            Instant::now() < deadline,
-            "topic {topic} not read to its end within 60 s: at {next:?} of {high:?}"
-        );
-        let Some(message) = consumer.poll(Duration::from_millis(500)) else {
-            continue;
-        };
-        let m = message.expect("consume");
-        next.insert(m.partition(), m.offset() + 1);
+    let (retry, within) = (Duration::ZERO, Duration::from_secs(60));
+    let read = reader.read(&partitions, retry, within, |m| {
         let value: Value = m
             .payload()
             .and_then(|p| serde_json::from_slice(p).ok())
@@ -1279,6 +988,9 @@ fn read_topic(topic: &str) -> HashMap<String, Found> {
             group: value["group_id"].as_str().map(String::from),
             padding: value["extra"]["Padding"].as_str().map(String::from),
         });
+    });
+    if let Err(e) = read {
+        panic!("{e}");
     }
     found
 }
