@@ -16,27 +16,10 @@ use tim_relay::ingress::commands;
 use tim_relay::ingress::event::{Event, Origin};
 
 const APP_ID: &str = "1400000000";
-const KNOWN: [&str; 10] = [
-    "CallbackCommand",
-    "GroupId",
-    "Type",
-    "Operator_Account",
-    "Name",
-    "Introduction",
-    "Notification",
-    "FaceUrl",
-    "UserDefinedDataList",
-    "EventTime",
-];
-/// Known string fields and the `changes` member each becomes.
-const CHANGES: [(&str, &str); 4] = [
-    ("Name", "name"),
-    ("Introduction", "introduction"),
-    ("Notification", "notification"),
-    ("FaceUrl", "face_url"),
-];
-/// The last millisecond of year 9999, the last instant RFC 3339 can write.
-const LAST_RFC3339_MS: u64 = 253_402_300_799_999;
+
+#[path = "support/group_info_fields.rs"]
+mod group_info_fields;
+use group_info_fields::{CHANGES, KNOWN, LAST_RFC3339_MS};
 
 fn config() -> ProptestConfig {
     ProptestConfig {

@@ -16,30 +16,10 @@ use tim_relay::ingress::event::{Event, Origin};
 use tim_relay::delivery::record::Record;
 
 const APP_ID: &str = "1400000000";
-/// Known string fields and the `changes` member each becomes.
-const CHANGES: [(&str, &str); 4] = [
-    ("Name", "name"),
-    ("Introduction", "introduction"),
-    ("Notification", "notification"),
-    ("FaceUrl", "face_url"),
-];
-/// Known string fields that become top-level members of the event.
-const TOP: [(&str, &str); 2] = [("Type", "group_type"), ("Operator_Account", "operator")];
-const KNOWN: [&str; 10] = [
-    "CallbackCommand",
-    "GroupId",
-    "Type",
-    "Operator_Account",
-    "Name",
-    "Introduction",
-    "Notification",
-    "FaceUrl",
-    "UserDefinedDataList",
-    "EventTime",
-];
 
-/// The last millisecond of year 9999, the last instant RFC 3339 (and humantime) can write.
-const LAST_RFC3339_MS: u64 = 253_402_300_799_999;
+#[path = "../../tests/support/group_info_fields.rs"]
+mod group_info_fields;
+use group_info_fields::{CHANGES, KNOWN, LAST_RFC3339_MS, TOP};
 
 fn read(command: &Command, data: &[u8], limits: BodyLimits) -> Result<Event, tim_relay::ingress::body::BodyError> {
     let query = CallbackQuery::parse("SdkAppid=1400000000&ClientIP=127.0.0.1&OptPlatform=RESTAPI");

@@ -31,10 +31,12 @@ pub(super) fn write_loop(shared: &Shared, queue: mpsc::Receiver<Append>) {
         let mut pending = vec![first];
         pending.extend(queue.try_iter());
         let result = commit_batch(shared, &mut pending);
+        // A failed commit leaves redb refusing every call until it is reopened: reopen before
+        // the callers hear of it, so that nobody reads the closed database in between.
+        shared.recover();
         for (append, ok) in pending.into_iter().zip(result) {
             let _ = append.done.send(ok);
         }
-        shared.recover();
         shared.appended.notify_one();
     }
 }
