@@ -15,6 +15,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::ingress::commands::event_types as types;
+
 /// Version of the state document; bumped on any change a reader must know of.
 pub const STATE_SCHEMA_VERSION: u32 = 1;
 
@@ -410,7 +412,7 @@ impl Group {
                 return Outcome::Stale;
             }
         }
-        if event.event_type == "tim.group.destroyed" {
+        if event.event_type == types::GROUP_DESTROYED {
             return self.destroy(event.time);
         }
         let fresh = self.doc.is_none();
@@ -504,14 +506,14 @@ impl Group {
 pub fn is_state_type(event_type: &str) -> bool {
     matches!(
         event_type,
-        "tim.group.created"
-            | "tim.group.info_changed"
-            | "tim.group.member_joined"
-            | "tim.group.member_exited"
-            | "tim.group.owner_changed"
-            | "tim.group.member_changed"
-            | "tim.group.attr_changed"
-            | "tim.group.destroyed"
+        types::GROUP_CREATED
+            | types::GROUP_INFO_CHANGED
+            | types::MEMBER_JOINED
+            | types::MEMBER_EXITED
+            | types::OWNER_CHANGED
+            | types::MEMBER_CHANGED
+            | types::GROUP_ATTR_CHANGED
+            | types::GROUP_DESTROYED
     )
 }
 
@@ -531,7 +533,7 @@ fn fold_into(doc: &mut GroupState, e: &InEvent, rules: FoldRules) -> bool {
     }
     let ft = &mut doc.field_times;
     match e.event_type.as_str() {
-        "tim.group.created" => {
+        types::GROUP_CREATED => {
             if wins(t, ft.created) || !doc.complete {
                 doc.complete = true;
                 ft.created = after(t, ft.created);
@@ -541,17 +543,17 @@ fn fold_into(doc: &mut GroupState, e: &InEvent, rules: FoldRules) -> bool {
             changed |= custom(doc, e, &["custom"]);
             changed |= members(doc, e, true, rules);
         }
-        "tim.group.info_changed" => {
+        types::GROUP_INFO_CHANGED => {
             changed |= profile(doc, e, &["changes"]);
             changed |= custom(doc, e, &["changes", "custom"]);
         }
-        "tim.group.member_joined" => changed |= members(doc, e, true, rules),
-        "tim.group.member_exited" => changed |= members(doc, e, false, rules),
-        "tim.group.owner_changed" => {
+        types::MEMBER_JOINED => changed |= members(doc, e, true, rules),
+        types::MEMBER_EXITED => changed |= members(doc, e, false, rules),
+        types::OWNER_CHANGED => {
             changed |= set_field(&mut doc.owner, &mut ft.owner, e.str_at(&["new_owner"]), t);
         }
-        "tim.group.member_changed" => changed |= member_changed(doc, e),
-        "tim.group.attr_changed" => changed |= attrs(doc, e),
+        types::MEMBER_CHANGED => changed |= member_changed(doc, e),
+        types::GROUP_ATTR_CHANGED => changed |= attrs(doc, e),
         _ => {}
     }
     if doc.members_tracked && doc.members.len() > rules.max_members {

@@ -12,6 +12,7 @@ use crate::ingress::body::{checked_string, Body, BodyError, BodyLimits};
 use crate::ingress::event::{Common, Event, Members, Origin, Parsed};
 
 pub mod before;
+pub mod event_types;
 mod fields;
 pub mod other;
 pub mod push;
@@ -52,7 +53,7 @@ pub struct Command {
     /// `CallbackCommand` as Tencent sends it.
     pub name: &'static str,
     pub class: Class,
-    /// The event's `type` and CloudEvents `ce_type`.
+    /// The event's `type` and CloudEvents `ce_type`: one of [`event_types`].
     pub event_type: &'static str,
     /// Takes the command's fields out of the body; what it leaves becomes `extra`.
     pub read: fn(&mut Body) -> Result<Parsed, BodyError>,
