@@ -1,6 +1,8 @@
 //! The registry of callback commands. Supporting a command means one file in this directory
-//! (its wire fields, its checks, its mapping to the event) and one line in [`REGISTRY`]; the
-//! HTTP handler only asks [`route`] where a command goes and hands it the body.
+//! (its wire fields, its checks, its mapping to the event), its `mod` line and one line in
+//! [`REGISTRY`], and its event type in [`event_types`]; the README's "Adding a command" lists
+//! the rest (fixture, schema, README row), which `tests/api/commands.rs` demands. The HTTP
+//! handler only asks [`route`] where a command goes and hands it the body.
 //!
 //! Commands the registry does not name are routed by family: before-callbacks wait for a
 //! decision ([`before`]), push batches become one event per entry ([`push`]), and every other
