@@ -153,44 +153,32 @@ fn schema_path(event_type: &str) -> String {
     )
 }
 
-/// The event's documented JSON Schema (`docs/events/<type>.schema.json`): every member of the
-/// event is a documented property of the right JSON type, every required one is present, and
-/// `type` is the schema's.
+/// The event against its documented JSON Schema (`docs/events/<type>.schema.json`, Draft
+/// 2020-12, formats checked), at every level: every member is documented (each schema forbids
+/// any other) and of its JSON type, every required one is present, and `type` is the schema's.
 fn assert_conforms(event: &Value) {
+    let broken = violations(event);
+    assert!(broken.is_empty(), "{}: {broken:#?}\n{event:#}", event["type"]);
+}
+
+/// Where the event breaks its schema, as "path: why" lines; empty when it conforms.
+fn violations(event: &Value) -> Vec<String> {
     let event_type = event["type"].as_str().expect("type");
     let path = schema_path(event_type);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let schema: Value = serde_json::from_str(&text).expect("schema is JSON");
-    let properties = schema["properties"].as_object().unwrap();
-    for (name, value) in event.as_object().unwrap() {
-        let property = properties
-            .get(name)
-            .unwrap_or_else(|| panic!("{event_type}: `{name}` is not in {path}"));
-        if let Some(c) = property.get("const") {
-            assert_eq!(value, c, "{event_type}.{name}");
-        }
-        let types: Vec<&str> = match &property["type"] {
-            Value::String(t) => vec![t.as_str()],
-            Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
-            _ => continue,
-        };
-        let fits = types.iter().any(|t| match *t {
-            "string" => value.is_string(),
-            "integer" => value.is_i64() || value.is_u64(),
-            "object" => value.is_object(),
-            "array" => value.is_array(),
-            "null" => value.is_null(),
-            _ => true,
-        });
-        assert!(fits, "{event_type}.{name} = {value} is not {types:?}");
-    }
-    for required in schema["required"].as_array().unwrap() {
-        let required = required.as_str().unwrap();
-        assert!(
-            event.get(required).is_some(),
-            "{event_type}: `{required}` missing"
-        );
-    }
+    assert_eq!(
+        schema["additionalProperties"], false,
+        "{path}: every member of the event must be documented"
+    );
+    let validator = jsonschema::draft202012::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .unwrap_or_else(|e| panic!("{path} is not a valid schema: {e}"));
+    validator
+        .iter_errors(event)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect()
 }
 
 async fn post_ok(app: &TestApp, command: &str, body: &str) {
@@ -562,4 +550,45 @@ fn every_registered_command_has_its_fixture_its_schema_and_its_readme_row() {
         "the registry has commands without what each needs (README, \"Adding a command\"):\n{}",
         missing.join("\n")
     );
+}
+
+/// The schemas hold below the top level too: a nested member of the wrong type, or one its
+/// schema does not document, breaks them. No broker needed.
+#[test]
+fn a_wrong_member_below_the_top_level_breaks_the_schema() {
+    // The README's example event.
+    let event = json!({
+        "id": "0b6f5f5e-4a0f-5d43-9a57-3c1e2d9b8f10", "type": "tim.group.info_changed",
+        "schema_version": 1, "sdk_app_id": "1400000000", "group_id": "@TGS#2J4SZEAEL",
+        "group_type": "Public", "operator": "leckie", "event_time_ms": 1670574414123u64,
+        "received_at": "2026-11-26T01:25:44.123Z", "client_ip": "127.0.0.1", "platform": "RESTAPI",
+        "changes": {"name": "NewGroupName", "introduction": "", "custom": {"UserDefinedKey1": "UserDefinedValue1"}},
+        "extra": {"ShutUpAllMember": "On"}
+    });
+    assert_conforms(&event);
+    let with = |pointer: &str, value: Value| {
+        let mut e = event.clone();
+        *e.pointer_mut(pointer).expect("a member of the example") = value;
+        e
+    };
+    let mut undocumented = event.clone();
+    undocumented["changes"]["nick"] = json!("x");
+    for (name, broken) in [
+        ("a name that is not a string", with("/changes/name", json!(5))),
+        (
+            "a custom value that is not a string",
+            with("/changes/custom/UserDefinedKey1", json!(1)),
+        ),
+        (
+            "a received_at that is not a time",
+            with("/received_at", json!("yesterday")),
+        ),
+        ("an id that is not a UUID", with("/id", json!("42"))),
+        ("an undocumented member of changes", undocumented),
+    ] {
+        assert!(
+            !violations(&broken).is_empty(),
+            "the schema accepts an event with {name}"
+        );
+    }
 }
