@@ -4,8 +4,10 @@
 //! batches split; a switched-off class answered OK and not published.
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use serde_json::{json, Value};
+use tim_relay::ingress::commands::{Class, REGISTRY};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::{consume_topic, create_topic, launch, TestApp, APP_ID};
@@ -41,317 +43,142 @@ fn query_for(command: &str) -> String {
 /// (command, body) and what the test expects of it: its type, or its key.
 type Sample = ((String, String), &'static str);
 
-/// Tencent's documented body of each command, the body's CallbackCommand included.
-fn sample(command: &str, fields: Value) -> (String, String) {
-    let mut body = json!({ "CallbackCommand": command });
-    body.as_object_mut()
-        .unwrap()
-        .extend(fields.as_object().unwrap().clone());
+/// Where a command's sample body is kept: `tests/fixtures/commands/<CallbackCommand>.json`.
+fn fixture_path(command: &str) -> String {
+    format!(
+        "{}/tests/fixtures/commands/{command}.json",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+/// Tencent's documented body of each command, the body's CallbackCommand included, from its
+/// fixture file; sent compact, members in the file's order.
+fn sample(command: &str) -> (String, String) {
+    let path = fixture_path(command);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let body: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
+    assert_eq!(
+        body["CallbackCommand"], command,
+        "{path} is another command's body"
+    );
     (command.to_string(), body.to_string())
 }
 
-fn state_samples() -> Vec<Sample> {
-    let g = "@TGS#2J4SZEAEL";
-    vec![
-        (
-            sample(
-                "Group.CallbackAfterCreateGroup",
-                json!({"GroupId": g, "Type": "Public", "Operator_Account": "leckie", "Owner_Account": "leckie", "Name": "MyFirstGroup", "MemberList": [{"Member_Account": "bob"}, {"Member_Account": "peter"}], "UserDefinedDataList": [{"Key": "k", "Value": "v"}], "EventTime": "1670574414123"}),
-            ),
-            "tim.group.created",
-        ),
-        (
-            sample(
-                "Group.CallbackAfterGroupInfoChanged",
-                json!({"GroupId": g, "Type": "Public", "Operator_Account": "leckie", "Name": "NewName", "Introduction": "", "EventTime": 1670574414124u64}),
-            ),
-            "tim.group.info_changed",
-        ),
-        (
-            sample(
-                "Group.CallbackAfterNewMemberJoin",
-                json!({"GroupId": g, "Type": "Public", "JoinType": "Apply", "Operator_Account": "leckie", "NewMemberList": [{"Member_Account": "jared"}, {"Member_Account": "tommy"}], "EventTime": "1670574414125"}),
-            ),
-            "tim.group.member_joined",
-        ),
-        (
-            sample(
-                "Group.CallbackAfterMemberExit",
-                json!({"GroupId": g, "Type": "Public", "ExitType": "Kicked", "Operator_Account": "leckie", "ExitMemberList": [{"Member_Account": "jared"}], "EventTime": "1670574414126"}),
-            ),
-            "tim.group.member_exited",
-        ),
-        (
-            sample(
-                "Group.CallbackAfterChangeGroupOwner",
-                json!({"GroupId": g, "Type": "Public", "Operator_Account": "leckie", "OldOwner_Account": "leckie", "NewOwner_Account": "tommy", "EventTime": "1670574414127"}),
-            ),
-            "tim.group.owner_changed",
-        ),
-        (
-            sample(
-                "Group.CallbackAfterMemberFieldChanged",
-                json!({"GroupId": g, "Type": "Public", "Operator_Account": "tommy", "Member_Account": "bob", "Role": "Admin", "NameCard": "Bobby", "EventTime": "1670574414128"}),
-            ),
-            "tim.group.member_changed",
-        ),
-        (
-            sample(
-                "Group.CallbackAfterGroupAttrChanged",
-                json!({"GroupId": g, "Type": "AVChatRoom", "Operator_Account": "tommy", "OptionType": "set", "GroupAttr": [{"key": "color", "value": "red"}], "EventTime": "1670574414129"}),
-            ),
-            "tim.group.attr_changed",
-        ),
-        (
-            sample(
-                "Group.CallbackAfterGroupFull",
-                json!({"GroupId": g, "EventTime": "1670574414130"}),
-            ),
-            "tim.group.full",
-        ),
-        (
-            sample(
-                "Group.CallbackAfterCreateTopic",
-                json!({"GroupId": g, "TopicId": "@TGS#_@TGS#cQVLVHIM62CJ@TOPIC#_TestTopic", "Operator_Account": "leckie", "Owner_Account": "leckie", "Type": "Community", "Name": "TestTopic", "UserDefinedDataList": [{"Key": "k", "Value": "v"}]}),
-            ),
-            "tim.group.topic_created",
-        ),
-        (
-            sample(
-                "Group.CallbackAfterTopicInfoChanged",
-                json!({"GroupId": g, "Type": "Community", "Operator_Account": "leckie", "Name": "Renamed"}),
-            ),
-            "tim.group.topic_info_changed",
-        ),
-        (
-            sample(
-                "Group.CallbackAfterTopicDestroyed",
-                json!({"GroupId": g, "Type": "Community", "TopicIdList": ["@TGS#_@TGS#cQVLVHIM62CJ@TOPIC#_TestTopic"]}),
-            ),
-            "tim.group.topic_destroyed",
-        ),
-        (
-            sample(
-                "Group.CallbackOnMemberStateChange",
-                json!({"GroupId": g, "EventType": "Offline", "EventCause": "HeartbeatInterrupt", "MemberList": [{"Member_Account": "bob"}], "EventTime": 1670574414131u64}),
-            ),
-            "tim.group.member_state_changed",
-        ),
-        (
-            sample(
-                "Group.CallbackAfterGroupDestroyed",
-                json!({"GroupId": g, "Type": "Public", "Owner_Account": "tommy", "Name": "NewName", "MemberList": [{"Member_Account": "bob"}], "EventTime": "1670574414132"}),
-            ),
-            "tim.group.destroyed",
-        ),
-    ]
+fn samples(expected: &[(&'static str, &'static str)]) -> Vec<Sample> {
+    expected
+        .iter()
+        .map(|(command, e)| (sample(command), *e))
+        .collect()
 }
+
+/// The group state commands the end-to-end test sends, in order, and the type of each event.
+const STATE_COMMANDS: &[(&str, &str)] = &[
+    ("Group.CallbackAfterCreateGroup", "tim.group.created"),
+    ("Group.CallbackAfterGroupInfoChanged", "tim.group.info_changed"),
+    ("Group.CallbackAfterNewMemberJoin", "tim.group.member_joined"),
+    ("Group.CallbackAfterMemberExit", "tim.group.member_exited"),
+    ("Group.CallbackAfterChangeGroupOwner", "tim.group.owner_changed"),
+    (
+        "Group.CallbackAfterMemberFieldChanged",
+        "tim.group.member_changed",
+    ),
+    ("Group.CallbackAfterGroupAttrChanged", "tim.group.attr_changed"),
+    ("Group.CallbackAfterGroupFull", "tim.group.full"),
+    ("Group.CallbackAfterCreateTopic", "tim.group.topic_created"),
+    (
+        "Group.CallbackAfterTopicInfoChanged",
+        "tim.group.topic_info_changed",
+    ),
+    ("Group.CallbackAfterTopicDestroyed", "tim.group.topic_destroyed"),
+    (
+        "Group.CallbackOnMemberStateChange",
+        "tim.group.member_state_changed",
+    ),
+    ("Group.CallbackAfterGroupDestroyed", "tim.group.destroyed"),
+];
+
+fn state_samples() -> Vec<Sample> {
+    samples(STATE_COMMANDS)
+}
+
+/// The group message commands the end-to-end test sends, in order, and the type of each event.
+const MESSAGE_COMMANDS: &[(&str, &str)] = &[
+    ("Group.CallbackAfterSendMsg", "tim.group.message_sent"),
+    ("Group.CallbackAfterRecallMsg", "tim.group.message_recalled"),
+    ("Group.CallbackAfterReadReceipt", "tim.group.read_receipt"),
+    (
+        "Group.CallbackAfterGroupMsgExtension",
+        "tim.group.message_extension_changed",
+    ),
+    ("Group.CallbackSendMsgException", "tim.group.message_send_failed"),
+];
 
 fn message_samples() -> Vec<Sample> {
-    let g = "@TGS#2J4SZEAEL";
-    let body = json!([{"MsgType": "TIMTextElem", "MsgContent": {"Text": "red packet"}}]);
-    vec![
-        (
-            sample(
-                "Group.CallbackAfterSendMsg",
-                json!({"GroupId": g, "Type": "Public", "From_Account": "jared", "Operator_Account": "", "Random": 2010340400, "MsgSeq": 123, "MsgTime": 1490686222, "OnlineOnlyFlag": 0, "MsgBody": body, "CloudCustomData": "your cloud custom data", "EventTime": "1670574414123"}),
-            ),
-            "tim.group.message_sent",
-        ),
-        (
-            sample(
-                "Group.CallbackAfterRecallMsg",
-                json!({"GroupId": g, "Type": "Public", "Operator_Account": "jared", "MsgSeqList": [{"MsgSeq": 123}, {"MsgSeq": 124}], "EventTime": "1670574414124"}),
-            ),
-            "tim.group.message_recalled",
-        ),
-        (
-            sample(
-                "Group.CallbackAfterReadReceipt",
-                json!({"GroupId": g, "Type": "Public", "GroupMsgReceiptList": [{"MsgSeq": 123, "ReadNum": 1, "UnreadNum": 2, "ReadReceiptMembers": [{"Member_Account": "bob"}]}], "EventTime": "1670574414125"}),
-            ),
-            "tim.group.read_receipt",
-        ),
-        (
-            sample(
-                "Group.CallbackAfterGroupMsgExtension",
-                json!({"GroupId": g, "MsgSeq": 123, "OperateType": 1, "ExtensionList": [{"Key": "like", "Value": "1", "Seq": 1}], "Seq": 1, "EventTime": 1670574414126u64}),
-            ),
-            "tim.group.message_extension_changed",
-        ),
-        (
-            sample(
-                "Group.CallbackSendMsgException",
-                json!({"GroupId": g, "Type": "Public", "From_Account": "jared", "Operator_Account": "", "Random": 7, "OnlineOnlyFlag": 0, "MsgBody": body, "CloudCustomData": "", "ErrorCode": 10017, "ErrorInfo": "muted", "EventTime": "1670574414127"}),
-            ),
-            "tim.group.message_send_failed",
-        ),
-    ]
+    samples(MESSAGE_COMMANDS)
 }
 
-/// (command, body, expected key) of callbacks that become `tim.webhook` events.
+/// Callbacks that become `tim.webhook` events, in order, and the key of each.
+const OTHER_COMMANDS: &[(&str, &str)] = &[
+    ("State.StateChange", "marketing"),
+    ("Profile.CallbackPortraitSet", "bob"),
+    ("Sns.CallbackFriendAdd", "bob"),
+    ("Sns.CallbackFriendDelete", "bob"),
+    ("Sns.CallbackBlackListAdd", "bob"),
+    ("Sns.CallbackBlackListDelete", "bob"),
+    ("Follow.CallbackAfterFollowAdd", "bob"),
+    ("Follow.CallbackAfterFollowDelete", "bob"),
+    ("C2C.CallbackAfterSendMsg", "jared"),
+    ("C2C.CallbackAfterMsgReport", "jared"),
+    ("C2C.CallbackAfterMsgWithDraw", "jared"),
+    ("C2C.CallbackAfterC2CMsgExtension", "jared"),
+    ("OfficialAccount.CallbackAfterSendMsg", "news"),
+    ("Alert.RequestOverLimit", "create_group"),
+    ("Bot.OnC2CMessage", "bob"),
+    (
+        "Group.CallbackOnDailyGroupQuotaAlarm",
+        "Group.CallbackOnDailyGroupQuotaAlarm",
+    ),
+    ("Vendor.CallbackNobodyKnows", "someone"),
+];
+
 fn other_samples() -> Vec<Sample> {
-    vec![
-        (
-            sample(
-                "State.StateChange",
-                json!({"EventTime": 1670574414123u64, "Info": {"Action": "Login", "To_Account": "marketing", "Reason": "Register"}, "KickedDevice": [{"Platform": "Windows"}]}),
-            ),
-            "marketing",
-        ),
-        (
-            sample(
-                "Profile.CallbackPortraitSet",
-                json!({"From_Account": "bob", "Operator_Account": "bob", "ProfileItem": [{"Tag": "Tag_Profile_IM_Nick", "Value": "Bobby"}]}),
-            ),
-            "bob",
-        ),
-        (
-            sample(
-                "Sns.CallbackFriendAdd",
-                json!({"PairList": [{"From_Account": "bob", "To_Account": "peter", "Initiator_Account": "bob"}], "ClientCmd": "friend_add"}),
-            ),
-            "bob",
-        ),
-        (
-            sample(
-                "Sns.CallbackFriendDelete",
-                json!({"PairList": [{"From_Account": "bob", "To_Account": "peter"}]}),
-            ),
-            "bob",
-        ),
-        (
-            sample(
-                "Sns.CallbackBlackListAdd",
-                json!({"PairList": [{"From_Account": "bob", "To_Account": "spam"}]}),
-            ),
-            "bob",
-        ),
-        (
-            sample(
-                "Sns.CallbackBlackListDelete",
-                json!({"PairList": [{"From_Account": "bob", "To_Account": "spam"}]}),
-            ),
-            "bob",
-        ),
-        (
-            sample(
-                "Follow.CallbackAfterFollowAdd",
-                json!({"From_Account": "bob", "To_Account": "star"}),
-            ),
-            "bob",
-        ),
-        (
-            sample(
-                "Follow.CallbackAfterFollowDelete",
-                json!({"From_Account": "bob", "To_Account": "star"}),
-            ),
-            "bob",
-        ),
-        (
-            sample(
-                "C2C.CallbackAfterSendMsg",
-                json!({"From_Account": "jared", "To_Account": "Jonh", "MsgSeq": 48374, "MsgRandom": 2837546, "MsgTime": 1557481126, "MsgKey": "48374_2837546_1557481126", "OnlineOnlyFlag": 1, "SendMsgResult": 0, "ErrorInfo": "send msg succeed", "UnreadMsgNum": 1, "MsgBody": [{"MsgType": "TIMTextElem", "MsgContent": {"Text": "hi"}}], "EventTime": 1670574414123u64}),
-            ),
-            "jared",
-        ),
-        (
-            sample(
-                "C2C.CallbackAfterMsgReport",
-                json!({"Report_Account": "jared", "Peer_Account": "Jonh", "LastReadTime": 1560316620, "UnreadMsgNum": 0, "From_Account": "jared"}),
-            ),
-            "jared",
-        ),
-        (
-            sample(
-                "C2C.CallbackAfterMsgWithDraw",
-                json!({"From_Account": "jared", "To_Account": "Jonh", "MsgKey": "k", "UnreadMsgNum": 0}),
-            ),
-            "jared",
-        ),
-        (
-            sample(
-                "C2C.CallbackAfterC2CMsgExtension",
-                json!({"From_Account": "jared", "To_Account": "Jonh", "MsgKey": "k", "OperateType": 1, "ExtensionList": []}),
-            ),
-            "jared",
-        ),
-        (
-            sample(
-                "OfficialAccount.CallbackAfterSendMsg",
-                json!({"Official_Account": "news", "From_Account": "news"}),
-            ),
-            "news",
-        ),
-        (
-            sample(
-                "Alert.RequestOverLimit",
-                json!({"ServiceName": "group_open_http_svc", "Command": "create_group", "Request": 160, "Limit": 200}),
-            ),
-            "create_group",
-        ),
-        (
-            sample(
-                "Bot.OnC2CMessage",
-                json!({"From_Account": "bob", "To_Account": "@RBT#001", "MsgBody": []}),
-            ),
-            "bob",
-        ),
-        (
-            sample(
-                "Group.CallbackOnDailyGroupQuotaAlarm",
-                json!({"QuotaUsed": 7000, "Quota": 10000, "EventTime": 1670574414123u64}),
-            ),
-            "Group.CallbackOnDailyGroupQuotaAlarm",
-        ),
-        (
-            sample("Vendor.CallbackNobodyKnows", json!({"To_Account": "someone"})),
-            "someone",
-        ),
-    ]
+    samples(OTHER_COMMANDS)
 }
 
-/// The event's documented JSON Schema (`docs/events/<type>.schema.json`): every member of the
-/// event is a documented property of the right JSON type, every required one is present, and
-/// `type` is the schema's.
-fn assert_conforms(event: &Value) {
-    let event_type = event["type"].as_str().expect("type");
-    let path = format!(
+/// Where the JSON Schema of an event type is published: `docs/events/<type>.schema.json`.
+fn schema_path(event_type: &str) -> String {
+    format!(
         "{}/docs/events/{event_type}.schema.json",
         env!("CARGO_MANIFEST_DIR")
-    );
+    )
+}
+
+/// The event against its documented JSON Schema (`docs/events/<type>.schema.json`, Draft
+/// 2020-12, formats checked), at every level: every member is documented (each schema forbids
+/// any other) and of its JSON type, every required one is present, and `type` is the schema's.
+fn assert_conforms(event: &Value) {
+    let broken = violations(event);
+    assert!(broken.is_empty(), "{}: {broken:#?}\n{event:#}", event["type"]);
+}
+
+/// Where the event breaks its schema, as "path: why" lines; empty when it conforms.
+fn violations(event: &Value) -> Vec<String> {
+    let event_type = event["type"].as_str().expect("type");
+    let path = schema_path(event_type);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let schema: Value = serde_json::from_str(&text).expect("schema is JSON");
-    let properties = schema["properties"].as_object().unwrap();
-    for (name, value) in event.as_object().unwrap() {
-        let property = properties
-            .get(name)
-            .unwrap_or_else(|| panic!("{event_type}: `{name}` is not in {path}"));
-        if let Some(c) = property.get("const") {
-            assert_eq!(value, c, "{event_type}.{name}");
-        }
-        let types: Vec<&str> = match &property["type"] {
-            Value::String(t) => vec![t.as_str()],
-            Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
-            _ => continue,
-        };
-        let fits = types.iter().any(|t| match *t {
-            "string" => value.is_string(),
-            "integer" => value.is_i64() || value.is_u64(),
-            "object" => value.is_object(),
-            "array" => value.is_array(),
-            "null" => value.is_null(),
-            _ => true,
-        });
-        assert!(fits, "{event_type}.{name} = {value} is not {types:?}");
-    }
-    for required in schema["required"].as_array().unwrap() {
-        let required = required.as_str().unwrap();
-        assert!(
-            event.get(required).is_some(),
-            "{event_type}: `{required}` missing"
-        );
-    }
+    assert_eq!(
+        schema["additionalProperties"], false,
+        "{path}: every member of the event must be documented"
+    );
+    let validator = jsonschema::draft202012::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .unwrap_or_else(|e| panic!("{path} is not a valid schema: {e}"));
+    validator
+        .iter_errors(event)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect()
 }
 
 async fn post_ok(app: &TestApp, command: &str, body: &str) {
@@ -678,4 +505,90 @@ async fn a_group_command_without_its_group_is_refused_and_publishes_nothing() {
     assert_eq!(answer.body["ErrorCode"], 4001, "{command}");
     consume_topic(&topics.state, 0).await;
     consume_topic(&topics.messages, 0).await;
+}
+
+/// The registry is the one list of commands with an event of their own; each needs its sample
+/// body (`tests/fixtures/commands/<CallbackCommand>.json`), its place in the end-to-end test
+/// above, its event's JSON Schema (`docs/events/<type>.schema.json`) and its row in the
+/// README's table of commands. No broker needed.
+#[test]
+fn every_registered_command_has_its_fixture_its_schema_and_its_readme_row() {
+    let readme_path = format!("{}/README.md", env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(&readme_path).unwrap_or_else(|e| panic!("{readme_path}: {e}"));
+    let sent: Vec<&str> = STATE_COMMANDS
+        .iter()
+        .chain(MESSAGE_COMMANDS)
+        .map(|(command, _)| *command)
+        .collect();
+    let mut missing = Vec::new();
+    for command in REGISTRY {
+        let (name, event_type) = (command.name, command.event_type);
+        if !Path::new(&fixture_path(name)).is_file() {
+            missing.push(format!(
+                "{name}: no sample body, tests/fixtures/commands/{name}.json"
+            ));
+        } else if !sent.contains(&name) {
+            missing.push(format!(
+                "{name}: not sent by the end-to-end test (STATE_COMMANDS or MESSAGE_COMMANDS in tests/api/commands.rs)"
+            ));
+        }
+        if !Path::new(&schema_path(event_type)).is_file() {
+            missing.push(format!("{name}: no schema, docs/events/{event_type}.schema.json"));
+        }
+        let class = match command.class {
+            Class::GroupState => "group state",
+            Class::GroupMessage => "group messages",
+            Class::Other => "other",
+        };
+        let row = format!("| `{name}` | {class} | `{event_type}` |");
+        if !readme.lines().any(|line| line.starts_with(&row)) {
+            missing.push(format!("{name}: no README row starting {row}"));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "the registry has commands without what each needs (README, \"Adding a command\"):\n{}",
+        missing.join("\n")
+    );
+}
+
+/// The schemas hold below the top level too: a nested member of the wrong type, or one its
+/// schema does not document, breaks them. No broker needed.
+#[test]
+fn a_wrong_member_below_the_top_level_breaks_the_schema() {
+    // The README's example event.
+    let event = json!({
+        "id": "0b6f5f5e-4a0f-5d43-9a57-3c1e2d9b8f10", "type": "tim.group.info_changed",
+        "schema_version": 1, "sdk_app_id": "1400000000", "group_id": "@TGS#2J4SZEAEL",
+        "group_type": "Public", "operator": "leckie", "event_time_ms": 1670574414123u64,
+        "received_at": "2026-11-26T01:25:44.123Z", "client_ip": "127.0.0.1", "platform": "RESTAPI",
+        "changes": {"name": "NewGroupName", "introduction": "", "custom": {"UserDefinedKey1": "UserDefinedValue1"}},
+        "extra": {"ShutUpAllMember": "On"}
+    });
+    assert_conforms(&event);
+    let with = |pointer: &str, value: Value| {
+        let mut e = event.clone();
+        *e.pointer_mut(pointer).expect("a member of the example") = value;
+        e
+    };
+    let mut undocumented = event.clone();
+    undocumented["changes"]["nick"] = json!("x");
+    for (name, broken) in [
+        ("a name that is not a string", with("/changes/name", json!(5))),
+        (
+            "a custom value that is not a string",
+            with("/changes/custom/UserDefinedKey1", json!(1)),
+        ),
+        (
+            "a received_at that is not a time",
+            with("/received_at", json!("yesterday")),
+        ),
+        ("an id that is not a UUID", with("/id", json!("42"))),
+        ("an undocumented member of changes", undocumented),
+    ] {
+        assert!(
+            !violations(&broken).is_empty(),
+            "the schema accepts an event with {name}"
+        );
+    }
 }

@@ -11,7 +11,7 @@ use crate::ingress::event::{Members, Parsed};
 pub const COMMAND: Command = Command {
     name: "Group.CallbackAfterGroupAttrChanged",
     class: Class::GroupState,
-    event_type: "tim.group.attr_changed",
+    event_type: super::event_types::GROUP_ATTR_CHANGED,
     read,
 };
 

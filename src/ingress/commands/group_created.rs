@@ -8,7 +8,7 @@ use crate::ingress::event::{Members, Parsed};
 pub const COMMAND: Command = Command {
     name: "Group.CallbackAfterCreateGroup",
     class: Class::GroupState,
-    event_type: "tim.group.created",
+    event_type: super::event_types::GROUP_CREATED,
     read,
 };
 

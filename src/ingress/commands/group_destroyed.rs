@@ -9,7 +9,7 @@ use crate::ingress::event::{Members, Parsed};
 pub const COMMAND: Command = Command {
     name: "Group.CallbackAfterGroupDestroyed",
     class: Class::GroupState,
-    event_type: "tim.group.destroyed",
+    event_type: super::event_types::GROUP_DESTROYED,
     read,
 };
 

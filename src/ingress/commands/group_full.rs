@@ -7,7 +7,7 @@ use crate::ingress::event::{Members, Parsed};
 pub const COMMAND: Command = Command {
     name: "Group.CallbackAfterGroupFull",
     class: Class::GroupState,
-    event_type: "tim.group.full",
+    event_type: super::event_types::GROUP_FULL,
     read,
 };
 

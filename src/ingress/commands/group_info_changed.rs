@@ -10,7 +10,7 @@ use crate::ingress::event::{Members, Parsed};
 pub const COMMAND: Command = Command {
     name: "Group.CallbackAfterGroupInfoChanged",
     class: Class::GroupState,
-    event_type: "tim.group.info_changed",
+    event_type: super::event_types::GROUP_INFO_CHANGED,
     read,
 };
 

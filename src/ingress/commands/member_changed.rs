@@ -10,7 +10,7 @@ use crate::ingress::event::{Members, Parsed};
 pub const COMMAND: Command = Command {
     name: "Group.CallbackAfterMemberFieldChanged",
     class: Class::GroupState,
-    event_type: "tim.group.member_changed",
+    event_type: super::event_types::MEMBER_CHANGED,
     read,
 };
 

@@ -8,7 +8,7 @@ use crate::ingress::event::{Members, Parsed};
 pub const COMMAND: Command = Command {
     name: "Group.CallbackAfterMemberExit",
     class: Class::GroupState,
-    event_type: "tim.group.member_exited",
+    event_type: super::event_types::MEMBER_EXITED,
     read,
 };
 

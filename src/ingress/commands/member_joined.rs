@@ -8,7 +8,7 @@ use crate::ingress::event::{Members, Parsed};
 pub const COMMAND: Command = Command {
     name: "Group.CallbackAfterNewMemberJoin",
     class: Class::GroupState,
-    event_type: "tim.group.member_joined",
+    event_type: super::event_types::MEMBER_JOINED,
     read,
 };
 

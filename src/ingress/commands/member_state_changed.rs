@@ -9,7 +9,7 @@ use crate::ingress::event::{Members, Parsed};
 pub const COMMAND: Command = Command {
     name: "Group.CallbackOnMemberStateChange",
     class: Class::GroupState,
-    event_type: "tim.group.member_state_changed",
+    event_type: super::event_types::MEMBER_STATE_CHANGED,
     read,
 };
 

@@ -9,7 +9,7 @@ use crate::ingress::event::{Members, Parsed};
 pub const COMMAND: Command = Command {
     name: "Group.CallbackAfterGroupMsgExtension",
     class: Class::GroupMessage,
-    event_type: "tim.group.message_extension_changed",
+    event_type: super::event_types::MESSAGE_EXTENSION_CHANGED,
     read,
 };
 

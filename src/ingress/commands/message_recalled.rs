@@ -10,7 +10,7 @@ use crate::ingress::event::{Members, Parsed};
 pub const COMMAND: Command = Command {
     name: "Group.CallbackAfterRecallMsg",
     class: Class::GroupMessage,
-    event_type: "tim.group.message_recalled",
+    event_type: super::event_types::MESSAGE_RECALLED,
     read,
 };
 

@@ -9,7 +9,7 @@ use crate::ingress::event::{Members, Parsed};
 pub const COMMAND: Command = Command {
     name: "Group.CallbackSendMsgException",
     class: Class::GroupMessage,
-    event_type: "tim.group.message_send_failed",
+    event_type: super::event_types::MESSAGE_SEND_FAILED,
     read,
 };
 

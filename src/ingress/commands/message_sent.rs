@@ -9,7 +9,7 @@ use crate::ingress::event::{Members, Parsed};
 pub const COMMAND: Command = Command {
     name: "Group.CallbackAfterSendMsg",
     class: Class::GroupMessage,
-    event_type: "tim.group.message_sent",
+    event_type: super::event_types::MESSAGE_SENT,
     read,
 };
 

@@ -1,6 +1,8 @@
 //! The registry of callback commands. Supporting a command means one file in this directory
-//! (its wire fields, its checks, its mapping to the event) and one line in [`REGISTRY`]; the
-//! HTTP handler only asks [`route`] where a command goes and hands it the body.
+//! (its wire fields, its checks, its mapping to the event), its `mod` line and one line in
+//! [`REGISTRY`], and its event type in [`event_types`]; the README's "Adding a command" lists
+//! the rest (fixture, schema, README row), which `tests/api/commands.rs` demands. The HTTP
+//! handler only asks [`route`] where a command goes and hands it the body.
 //!
 //! Commands the registry does not name are routed by family: before-callbacks wait for a
 //! decision ([`before`]), push batches become one event per entry ([`push`]), and every other
@@ -12,6 +14,7 @@ use crate::ingress::body::{checked_string, Body, BodyError, BodyLimits};
 use crate::ingress::event::{Common, Event, Members, Origin, Parsed};
 
 pub mod before;
+pub mod event_types;
 mod fields;
 pub mod other;
 pub mod push;
@@ -52,7 +55,7 @@ pub struct Command {
     /// `CallbackCommand` as Tencent sends it.
     pub name: &'static str,
     pub class: Class,
-    /// The event's `type` and CloudEvents `ce_type`.
+    /// The event's `type` and CloudEvents `ce_type`: one of [`event_types`].
     pub event_type: &'static str,
     /// Takes the command's fields out of the body; what it leaves becomes `extra`.
     pub read: fn(&mut Body) -> Result<Parsed, BodyError>,

@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 use crate::ingress::body::{checked_time, Body, BodyError, BodyLimits};
 use crate::ingress::event::{Common, Event, Members, Origin, Parsed};
 
-pub const EVENT_TYPE: &str = "tim.webhook";
+pub const EVENT_TYPE: &str = super::event_types::WEBHOOK;
 
 /// Command families, by the part of the command before its first dot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

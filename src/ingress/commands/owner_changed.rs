@@ -10,7 +10,7 @@ use crate::ingress::event::{Members, Parsed};
 pub const COMMAND: Command = Command {
     name: "Group.CallbackAfterChangeGroupOwner",
     class: Class::GroupState,
-    event_type: "tim.group.owner_changed",
+    event_type: super::event_types::OWNER_CHANGED,
     read,
 };
 

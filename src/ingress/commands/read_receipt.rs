@@ -9,7 +9,7 @@ use crate::ingress::event::{Members, Parsed};
 pub const COMMAND: Command = Command {
     name: "Group.CallbackAfterReadReceipt",
     class: Class::GroupMessage,
-    event_type: "tim.group.read_receipt",
+    event_type: super::event_types::READ_RECEIPT,
     read,
 };
 

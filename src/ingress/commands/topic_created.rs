@@ -10,7 +10,7 @@ use crate::ingress::event::{Members, Parsed};
 pub const COMMAND: Command = Command {
     name: "Group.CallbackAfterCreateTopic",
     class: Class::GroupState,
-    event_type: "tim.group.topic_created",
+    event_type: super::event_types::TOPIC_CREATED,
     read,
 };
 

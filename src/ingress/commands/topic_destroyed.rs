@@ -9,7 +9,7 @@ use crate::ingress::event::{Members, Parsed};
 pub const COMMAND: Command = Command {
     name: "Group.CallbackAfterTopicDestroyed",
     class: Class::GroupState,
-    event_type: "tim.group.topic_destroyed",
+    event_type: super::event_types::TOPIC_DESTROYED,
     read,
 };
 

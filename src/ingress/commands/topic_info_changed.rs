@@ -9,7 +9,7 @@ use crate::ingress::event::{Members, Parsed};
 pub const COMMAND: Command = Command {
     name: "Group.CallbackAfterTopicInfoChanged",
     class: Class::GroupState,
-    event_type: "tim.group.topic_info_changed",
+    event_type: super::event_types::TOPIC_INFO_CHANGED,
     read,
 };
 
