@@ -57,7 +57,6 @@ use std::time::{Duration, Instant};
 use rdkafka::admin::{AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
@@ -69,7 +68,7 @@ use support::broker::{admin, block_on, create_topic};
 use support::cluster::{cluster, cluster_ready, Metadata};
 use support::lock::lock_file;
 use support::relay::{binary, free_port};
-use support::state_model::{delivery, histories, Histories, Rng, Truth};
+use support::state_model::{delivery, histories, Histories, Rng, StateRead, Truth};
 use support::timeline::{append_line, Timeline};
 use support::REPO;
 
@@ -1193,47 +1192,8 @@ fn wait_caught_up(
     }
 }
 
-/// The state topic read `read_committed` to its end: each key's last value (None: tombstone),
-/// and how many records that took.
-struct StateRead {
-    last: HashMap<String, Option<Value>>,
-    records: usize,
-}
-
 fn read_state(bootstrap: &str, state: &str) -> StateRead {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("{state}.reader"))
-        .set("isolation.level", "read_committed")
-        .set("enable.partition.eof", "true")
-        .create()
-        .unwrap();
-    let mut list = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        list.add_partition_offset(state, p, Offset::Beginning).unwrap();
-    }
-    consumer.assign(&list).unwrap();
-    let mut open = PARTITIONS;
-    let mut out = StateRead {
-        last: HashMap::new(),
-        records: 0,
-    };
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while open > 0 {
-        assert!(Instant::now() < deadline, "reading {state} took over two minutes");
-        match consumer.poll(Duration::from_secs(1)) {
-            None => {}
-            Some(Err(KafkaError::PartitionEOF(_))) => open -= 1,
-            Some(Err(e)) => panic!("reading {state}: {e}"),
-            Some(Ok(m)) => {
-                let key = String::from_utf8(m.key().unwrap().to_vec()).unwrap();
-                out.records += 1;
-                out.last
-                    .insert(key, m.payload().map(|p| serde_json::from_slice(p).unwrap()));
-            }
-        }
-    }
-    out
+    support::state_model::read_state(bootstrap, state, PARTITIONS, Duration::from_secs(120))
 }
 
 /// The groups whose folded state differs from the model, each with both versions.

@@ -3,7 +3,7 @@
 //! are valid JSON, and the event is checked through its published JSON payload.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use proptest::collection::vec;
 use proptest::option::weighted;
@@ -138,15 +138,7 @@ fn custom_list(pairs: &[(String, String)]) -> Value {
 }
 
 fn try_event_from(body: &[u8], query: &str, limits: BodyLimits) -> Result<Event, BodyError> {
-    let command = commands::find("Group.CallbackAfterGroupInfoChanged").expect("registered");
-    let query = CallbackQuery::parse(query);
-    let origin = Origin {
-        sdk_app_id: APP_ID,
-        query: &query,
-        raw_body: body,
-        received_at: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
-    };
-    command.event(&origin, limits)
+    group_info_fields::event_from(body, query, limits)
 }
 
 fn event_from(body: &[u8], query: &str) -> Event {

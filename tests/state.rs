@@ -11,8 +11,6 @@ use std::time::{Duration, Instant};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::Value;
@@ -231,35 +229,13 @@ fn wait_caught_up(topic: &str, within: Duration) {
 
 /// The compacted view of the state topic: each key's last value (None: tombstone).
 fn read_state(topic: &str) -> HashMap<String, Option<Value>> {
-    let state = format!("{topic}.state");
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
-        .set("group.id", format!("{topic}.reader"))
-        .set("isolation.level", "read_committed")
-        .set("enable.partition.eof", "true")
-        .create()
-        .unwrap();
-    let mut list = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        list.add_partition_offset(&state, p, Offset::Beginning).unwrap();
-    }
-    consumer.assign(&list).unwrap();
-    let mut open = PARTITIONS;
-    let mut out = HashMap::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while open > 0 {
-        assert!(Instant::now() < deadline, "reading {state} took over a minute");
-        match consumer.poll(Duration::from_secs(1)) {
-            None => {}
-            Some(Err(KafkaError::PartitionEOF(_))) => open -= 1,
-            Some(Err(e)) => panic!("reading {state}: {e}"),
-            Some(Ok(m)) => {
-                let key = String::from_utf8(m.key().unwrap().to_vec()).unwrap();
-                out.insert(key, m.payload().map(|p| serde_json::from_slice(p).unwrap()));
-            }
-        }
-    }
-    out
+    state_model::read_state(
+        &bootstrap(),
+        &format!("{topic}.state"),
+        PARTITIONS,
+        Duration::from_secs(60),
+    )
+    .last
 }
 
 fn assert_state_is_the_truth(topic: &str, histories: &Histories) {

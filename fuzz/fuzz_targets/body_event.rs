@@ -5,43 +5,36 @@
 #![no_main]
 
 use std::collections::BTreeMap;
-use std::time::{Duration, UNIX_EPOCH};
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value};
-use tim_relay::ingress::body::BodyLimits;
-use tim_relay::ingress::callback::CallbackQuery;
-use tim_relay::ingress::commands::{self, Command};
-use tim_relay::ingress::event::{Event, Origin};
 use tim_relay::delivery::record::Record;
+use tim_relay::ingress::body::BodyLimits;
+use tim_relay::ingress::event::Event;
 
-const APP_ID: &str = "1400000000";
 
 #[path = "../../tests/support/group_info_fields.rs"]
 mod group_info_fields;
 use group_info_fields::{CHANGES, KNOWN, LAST_RFC3339_MS, TOP};
 
-fn read(command: &Command, data: &[u8], limits: BodyLimits) -> Result<Event, tim_relay::ingress::body::BodyError> {
-    let query = CallbackQuery::parse("SdkAppid=1400000000&ClientIP=127.0.0.1&OptPlatform=RESTAPI");
-    let origin = Origin {
-        sdk_app_id: APP_ID,
-        query: &query,
-        raw_body: data,
-        received_at: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
-    };
-    command.event(&origin, limits)
+/// `data` as a GroupInfoChanged body (`group_info_fields::event_from`).
+fn read(data: &[u8], limits: BodyLimits) -> Result<Event, tim_relay::ingress::body::BodyError> {
+    group_info_fields::event_from(
+        data,
+        "SdkAppid=1400000000&ClientIP=127.0.0.1&OptPlatform=RESTAPI",
+        limits,
+    )
 }
 
 fuzz_target!(|data: &[u8]| {
-    let command = commands::find("Group.CallbackAfterGroupInfoChanged").expect("registered");
     let tight = BodyLimits {
         max_custom_fields: 2,
         max_field_bytes: 5,
     };
-    if let Err(e) = read(command, data, tight) {
+    if let Err(e) = read(data, tight) {
         assert!(!e.to_string().is_empty(), "an error without a reason: {e:?}");
     }
-    let event = match read(command, data, BodyLimits::default()) {
+    let event = match read(data, BodyLimits::default()) {
         Ok(event) => event,
         Err(e) => {
             assert!(!e.to_string().is_empty(), "an error without a reason: {e:?}");
@@ -126,7 +119,7 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(event.event_time_ms, Some(ms));
             assert_eq!(payload["event_time_ms"].as_u64(), Some(ms));
             // A re-delivery of the same bytes gets the same id.
-            let again = read(command, data, BodyLimits::default()).expect("accepted again");
+            let again = read(data, BodyLimits::default()).expect("accepted again");
             assert_eq!(again.id, event.id);
         }
     }

@@ -8,11 +8,11 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
+use tim_relay::delivery::record::Record;
 use tim_relay::ingress::body::BodyLimits;
 use tim_relay::ingress::callback::CallbackQuery;
 use tim_relay::ingress::commands::{self, Class, Dispatched, REGISTRY};
 use tim_relay::ingress::event::Origin;
-use tim_relay::delivery::record::Record;
 
 const OTHERS: [&str; 9] = [
     "Group.CallbackBeforeSendMsg",
@@ -27,9 +27,13 @@ const OTHERS: [&str; 9] = [
 ];
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&pick, body)) = data.split_first() else { return };
+    let Some((&pick, body)) = data.split_first() else {
+        return;
+    };
     let index = pick as usize % (REGISTRY.len() + OTHERS.len());
-    let name = REGISTRY.get(index).map_or_else(|| OTHERS[index - REGISTRY.len()], |c| c.name);
+    let name = REGISTRY
+        .get(index)
+        .map_or_else(|| OTHERS[index - REGISTRY.len()], |c| c.name);
     let query = CallbackQuery::parse("SdkAppid=1400000000&ClientIP=127.0.0.1");
     let origin = Origin {
         sdk_app_id: "1400000000",
@@ -48,7 +52,10 @@ fuzz_target!(|data: &[u8]| {
                 continue;
             }
             Ok(Dispatched::Decide) => {
-                assert!(commands::find(name).is_none(), "{name} has an event but was decided");
+                assert!(
+                    commands::find(name).is_none(),
+                    "{name} has an event but was decided"
+                );
                 continue;
             }
             Ok(Dispatched::Publish(events, class)) => {
@@ -76,7 +83,13 @@ fuzz_target!(|data: &[u8]| {
                 Ok(Value::Object(map)) => assert_eq!(map["type"], event.event_type),
                 other => panic!("{name}: payload is not a JSON object: {other:?}"),
             }
-            let header = |n: &str| record.headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+            let header = |n: &str| {
+                record
+                    .headers
+                    .iter()
+                    .find(|(k, _)| k == n)
+                    .map(|(_, v)| v.as_str())
+            };
             assert_eq!(header("ce_type"), Some(event.event_type));
             assert_eq!(header("ce_id"), Some(event.id.as_str()));
         }

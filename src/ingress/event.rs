@@ -46,6 +46,19 @@ pub struct Origin<'a> {
     pub received_at: SystemTime,
 }
 
+#[cfg(test)]
+impl<'a> Origin<'a> {
+    /// A callback of app `1`, received at the epoch: what the commands' unit tests read.
+    pub fn for_test(query: &'a CallbackQuery, raw_body: &'a [u8]) -> Self {
+        Self {
+            sdk_app_id: "1",
+            query,
+            raw_body,
+            received_at: std::time::UNIX_EPOCH,
+        }
+    }
+}
+
 /// A normalized event. Its JSON is the envelope's members in the order below, then the command's
 /// own (`data`), then `extra` (see the `Serialize` impl).
 #[derive(Debug, Clone, PartialEq)]

@@ -27,3 +27,23 @@ pub const KNOWN: [&str; 10] = [
 ];
 /// The last millisecond of year 9999, the last instant RFC 3339 (and humantime) can write.
 pub const LAST_RFC3339_MS: u64 = 253_402_300_799_999;
+
+/// The event `Group.CallbackAfterGroupInfoChanged` makes of `body` with `query`, as the relay
+/// would at 1,700,000,000,123 ms.
+pub fn event_from(
+    body: &[u8],
+    query: &str,
+    limits: tim_relay::ingress::body::BodyLimits,
+) -> Result<tim_relay::ingress::event::Event, tim_relay::ingress::body::BodyError> {
+    use std::time::{Duration, UNIX_EPOCH};
+    let command =
+        tim_relay::ingress::commands::find("Group.CallbackAfterGroupInfoChanged").expect("registered");
+    let query = tim_relay::ingress::callback::CallbackQuery::parse(query);
+    let origin = tim_relay::ingress::event::Origin {
+        sdk_app_id: "1400000000",
+        query: &query,
+        raw_body: body,
+        received_at: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
+    };
+    command.event(&origin, limits)
+}

@@ -337,3 +337,54 @@ pub fn delivery(rng: &mut Rng, histories: &Histories) -> (Vec<(String, Vec<u8>)>
     }
     (out, repeats)
 }
+
+/// The state topic read `read_committed` to its end: each key's last value (None: tombstone),
+/// and how many records that took.
+pub struct StateRead {
+    pub last: std::collections::HashMap<String, Option<serde_json::Value>>,
+    pub records: usize,
+}
+
+/// Reads the `partitions` of the state topic `state` to their committed end, within `within`.
+pub fn read_state(bootstrap: &str, state: &str, partitions: i32, within: std::time::Duration) -> StateRead {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::error::KafkaError;
+    use rdkafka::message::Message;
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("{state}.reader"))
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    let mut list = TopicPartitionList::new();
+    for p in 0..partitions {
+        list.add_partition_offset(state, p, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&list).unwrap();
+    let mut open = partitions;
+    let mut out = StateRead {
+        last: Default::default(),
+        records: 0,
+    };
+    let deadline = std::time::Instant::now() + within;
+    while open > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "reading {state} took over {within:?}"
+        );
+        match consumer.poll(std::time::Duration::from_secs(1)) {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(_))) => open -= 1,
+            Some(Err(e)) => panic!("reading {state}: {e}"),
+            Some(Ok(m)) => {
+                let key = String::from_utf8(m.key().unwrap().to_vec()).unwrap();
+                out.records += 1;
+                out.last
+                    .insert(key, m.payload().map(|p| serde_json::from_slice(p).unwrap()));
+            }
+        }
+    }
+    out
+}

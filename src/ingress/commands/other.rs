@@ -124,19 +124,13 @@ fn key(command: &str, family: Family, body: &Map<String, Value>, max: usize) -> 
 
 #[cfg(test)]
 mod tests {
-    use std::time::UNIX_EPOCH;
 
     use super::*;
     use crate::ingress::callback::CallbackQuery;
 
     fn run(command: &str, body: &str) -> Result<Event, BodyError> {
         let query = CallbackQuery::default();
-        let origin = Origin {
-            sdk_app_id: "1",
-            query: &query,
-            raw_body: body.as_bytes(),
-            received_at: UNIX_EPOCH,
-        };
+        let origin = Origin::for_test(&query, body.as_bytes());
         event(command, Family::of(command), &origin, BodyLimits::default())
     }
 

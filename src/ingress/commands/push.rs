@@ -65,7 +65,6 @@ pub fn events(command: &str, origin: &Origin, limits: BodyLimits) -> Result<Vec<
 
 #[cfg(test)]
 mod tests {
-    use std::time::UNIX_EPOCH;
 
     use super::*;
     use crate::delivery::record::Record;
@@ -73,12 +72,7 @@ mod tests {
 
     fn run(body: &str) -> Result<Vec<Event>, BodyError> {
         let query = CallbackQuery::default();
-        let origin = Origin {
-            sdk_app_id: "1",
-            query: &query,
-            raw_body: body.as_bytes(),
-            received_at: UNIX_EPOCH,
-        };
+        let origin = Origin::for_test(&query, body.as_bytes());
         events("Push.OfflinePush", &origin, BodyLimits::default())
     }
 
