@@ -6,7 +6,7 @@
 //!   other replicas;
 //! - [`state`]: where the group events are folded into each group's current state;
 //! - [`ops`]: what operators see: the admin listener, metrics, rate-limited logs, the dead table;
-//! - [`config`]: every environment variable;
+//! - [`config`]: every environment variable; [`startup`] wires the parts together;
 //! - [`answer`] (Tencent's answer bodies) and [`shutdown`] (stop signals), which every part may
 //!   use.
 
@@ -16,4 +16,5 @@ pub mod delivery;
 pub mod ingress;
 pub mod ops;
 pub mod shutdown;
+pub mod startup;
 pub mod state;

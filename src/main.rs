@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use tim_relay::config::{Config, LogFormat};
-use tim_relay::ingress::http::Application;
+use tim_relay::startup::Application;
 use tim_relay::state::materialize::config::StateConfig;
 use tim_relay::state::materialize::show::{self, Found};
 

@@ -1,7 +1,6 @@
 //! HTTP: the callback route, and the `Application` that binds it beside the admin listener.
 
 use std::net::TcpListener;
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use actix_web::dev::Server;
@@ -9,11 +8,8 @@ use actix_web::http::{header, KeepAlive, StatusCode};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 
 use crate::answer::{fail_response, OK_BODY};
-use crate::config::{AccessRules, Config, ConfigError};
-use crate::delivery::peers::Peers;
-use crate::delivery::publish::Publisher;
+use crate::config::{AccessRules, Config, ConfigError, Http};
 use crate::delivery::record::Record;
-use crate::delivery::spool::Spool;
 use crate::delivery::{Delivered, Relay};
 use crate::ingress::auth::Authenticator;
 use crate::ingress::body::BodyLimits;
@@ -22,15 +18,11 @@ use crate::ingress::commands::{self, Class, Dispatched};
 use crate::ingress::decision::{Decider, Decision};
 use crate::ingress::error::RelayError;
 use crate::ingress::event::Origin;
-use crate::ops::admin::{self, Readiness};
 use crate::ops::log_limit::{LogLimit, Verdict};
-use crate::ops::metrics::{InFlight, Metrics};
-use crate::shutdown::stop_signal;
+use crate::ops::metrics::InFlight;
 
 /// Refusal `warn` lines per second, at most; the rest are counted in the next line.
 const REFUSAL_LOG_LINES_PER_SECOND: u32 = 20;
-/// How long shutdown waits for queued events to reach the broker.
-const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long in-flight callbacks may take to finish once the relay stops (each waits at most
 /// the ack timeout, under 2 s).
 const IN_FLIGHT_GRACE_SECS: u64 = 3;
@@ -47,6 +39,32 @@ pub struct AppState {
     pub topics: Topics,
     /// Answers before-callbacks; one keep-alive pool to the decision service for all workers.
     pub decider: Decider,
+}
+
+impl AppState {
+    /// What every callback handler reads, from the configuration and the delivery side.
+    pub fn new(config: &Config, relay: Relay) -> web::Data<Self> {
+        web::Data::new(AppState {
+            auth: Authenticator::new(
+                config.tencent.sdk_app_id.clone(),
+                config.tencent.callback_token.clone(),
+                config.tencent.sign_max_skew,
+            ),
+            relay,
+            access: config.http.access.clone(),
+            body_limit: config.http.body_limit_bytes,
+            body_timeout: config.http.limits.body_timeout,
+            body_limits: config.http.limits.body,
+            sdk_app_id: config.tencent.sdk_app_id.clone(),
+            refusal_log: LogLimit::new(REFUSAL_LOG_LINES_PER_SECOND),
+            decider: Decider::new(&config.decision),
+            topics: Topics {
+                state: config.shared.topic.clone(),
+                messages: config.kafka.messages_topic.clone(),
+                other: config.kafka.other_topic.clone(),
+            },
+        })
+    }
 }
 
 /// The topic of each class of events; empty when that class is switched off.
@@ -66,183 +84,42 @@ impl Topics {
     }
 }
 
-/// A bound, not yet running relay: the callback listener and the admin listener.
-pub struct Application {
-    port: u16,
-    admin_port: u16,
-    server: Server,
-    admin: Server,
-    relay: Relay,
-    readiness: Arc<Readiness>,
-    drain: Duration,
-}
-
-impl Application {
-    /// Creates the producer and binds the listener (port 0 picks a free port).
-    pub fn build(config: Config) -> Result<Self, ConfigError> {
-        let listener = TcpListener::bind(config.http.listen).map_err(|e| {
-            ConfigError::new("RELAY_LISTEN", format!("cannot bind {}: {e}", config.http.listen))
-        })?;
-        let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
-        let admin_listener = TcpListener::bind(config.shared.admin_listen).map_err(|e| {
-            ConfigError::new(
-                "RELAY_ADMIN_LISTEN",
-                format!("cannot bind {}: {e}", config.shared.admin_listen),
-            )
-        })?;
-        let admin_port = admin_listener.local_addr().map(|a| a.port()).unwrap_or_default();
-        let metrics = Arc::new(Metrics::new());
-        crate::ingress::decision::register_metrics(&metrics);
-        metrics.spool_max_bytes.set(config.spool.max_bytes as i64);
-        let publisher = Arc::new(Publisher::new(&config, metrics.duplicates.clone())?);
-        let spool = Spool::open_bounded(
-            &config.spool.dir,
-            config.spool.max_bytes,
-            config.spool.max_file_bytes,
-        )
-        .map_err(|e| ConfigError::new("RELAY_SPOOL_DIR", e.to_string()))?;
-        let peers = Peers::new(
-            config.replicas.peers.clone(),
-            config.replicas.max_wait,
-            metrics.peer_metrics(),
-        );
-        let relay = Relay::new(
-            publisher,
-            spool,
-            metrics,
-            config.http.limits.max_pending_publishes,
-        )
-        .with_peers(peers);
-        let state = web::Data::new(AppState {
-            auth: Authenticator::new(
-                config.tencent.sdk_app_id.clone(),
-                config.tencent.callback_token.clone(),
-                config.tencent.sign_max_skew,
-            ),
-            relay: relay.clone(),
-            access: config.http.access.clone(),
-            body_limit: config.http.body_limit_bytes,
-            body_timeout: config.http.limits.body_timeout,
-            body_limits: config.http.limits.body,
-            sdk_app_id: config.tencent.sdk_app_id.clone(),
-            refusal_log: LogLimit::new(REFUSAL_LOG_LINES_PER_SECOND),
-            decider: Decider::new(&config.decision),
-            topics: Topics {
-                state: config.shared.topic.clone(),
-                messages: config.kafka.messages_topic.clone(),
-                other: config.kafka.other_topic.clone(),
-            },
-        });
-        let path = config.http.callback_path.clone();
-        let limits = &config.http.limits;
-        let workers = config
-            .http
-            .workers
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(state.clone())
-                .route(&path, web::post().to(callback))
-                .route(&path, web::route().to(method_not_allowed))
-                .default_service(web::to(not_found))
-        })
-        .workers(workers)
-        // actix counts connections per worker; the setting is for the whole relay.
-        .max_connections(limits.max_connections.div_ceil(workers).max(1))
-        .client_request_timeout(limits.header_timeout)
-        .client_disconnect_timeout(Duration::from_secs(1))
-        .keep_alive(if limits.keep_alive.is_zero() {
-            KeepAlive::Disabled
-        } else {
-            KeepAlive::Timeout(limits.keep_alive)
-        })
-        // In-flight callbacks wait at most the ack timeout; this bound only guards against a stuck one.
-        .shutdown_timeout(IN_FLIGHT_GRACE_SECS)
-        // SIGINT would make actix stop at once; the relay handles both signals itself.
-        .disable_signals();
-        let server = match &config.http.tls {
-            Some(paths) => server.listen_rustls_0_23(listener, crate::ingress::tls::server_config(paths)?),
-            None => server.listen(listener),
-        }
-        .map_err(|e| ConfigError::new("RELAY_LISTEN", e.to_string()))?
-        .run();
-        let readiness = Readiness::new();
-        let admin = admin::server(admin_listener, relay.clone(), readiness.clone())
-            .map_err(|e| ConfigError::new("RELAY_ADMIN_LISTEN", e.to_string()))?;
-        Ok(Self {
-            port,
-            admin_port,
-            server,
-            admin,
-            relay,
-            readiness,
-            drain: config.spool.shutdown_drain,
-        })
+/// The callback listener's server, bound to `listener` (HTTPS with `RELAY_TLS_*`), with the
+/// bounds of `http`; not running yet.
+pub fn serve(listener: TcpListener, state: web::Data<AppState>, http: &Http) -> Result<Server, ConfigError> {
+    let path = http.callback_path.clone();
+    let limits = &http.limits;
+    let workers = http
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .route(&path, web::post().to(callback))
+            .route(&path, web::route().to(method_not_allowed))
+            .default_service(web::to(not_found))
+    })
+    .workers(workers)
+    // actix counts connections per worker; the setting is for the whole relay.
+    .max_connections(limits.max_connections.div_ceil(workers).max(1))
+    .client_request_timeout(limits.header_timeout)
+    .client_disconnect_timeout(Duration::from_secs(1))
+    .keep_alive(if limits.keep_alive.is_zero() {
+        KeepAlive::Disabled
+    } else {
+        KeepAlive::Timeout(limits.keep_alive)
+    })
+    // In-flight callbacks wait at most the ack timeout; this bound only guards against a stuck one.
+    .shutdown_timeout(IN_FLIGHT_GRACE_SECS)
+    // SIGINT would make actix stop at once; the relay handles both signals itself.
+    .disable_signals();
+    let server = match &http.tls {
+        Some(paths) => server.listen_rustls_0_23(listener, crate::ingress::tls::server_config(paths)?),
+        None => server.listen(listener),
     }
-
-    /// The callback listener's port.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// The admin listener's port (`/healthz`, `/readyz`, `/metrics`).
-    pub fn admin_port(&self) -> u16 {
-        self.admin_port
-    }
-
-    /// Serves and forwards the spool until SIGTERM or SIGINT (both stop the same way): readiness
-    /// turns 503, the callback listener closes and in-flight callbacks finish, the forwarder
-    /// keeps forwarding the spool for up to `RELAY_SHUTDOWN_DRAIN_SECS`, then the producer is
-    /// flushed. What is still spooled stays on disk for the next start.
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let forwarder = tokio::spawn(self.relay.clone().forward(stopped, self.drain));
-        let probe = tokio::spawn(self.readiness.clone().probe_forever(self.relay.clone()));
-        let peers = self.relay.peers.clone();
-        let watch_peers = peers
-            .enabled()
-            .then(|| tokio::spawn(peers.watch_forever(self.relay.clone())));
-        let callbacks = self.server.handle();
-        let admin = self.admin.handle();
-        let admin_task = tokio::spawn(self.admin);
-        let mut served = tokio::spawn(self.server);
-        let served = tokio::select! {
-            signal = stop_signal() => {
-                log::info!(
-                    "{signal}: no new callbacks; finishing those in flight, then forwarding the spool for up to {}s",
-                    self.drain.as_secs()
-                );
-                self.readiness.set_stopping();
-                callbacks.stop(true).await;
-                served.await
-            }
-            result = &mut served => result,
-        };
-        let _ = stop.send(true);
-        // The forwarder returns by itself at the drain deadline; the margin covers its last wait.
-        let margin = Duration::from_secs(2);
-        if tokio::time::timeout(self.drain + margin, forwarder)
-            .await
-            .is_err()
-        {
-            log::error!("forwarder did not stop within {:?}", self.drain + margin);
-        }
-        let publisher = self.relay.publisher.clone();
-        let flushed = tokio::task::spawn_blocking(move || publisher.flush(FLUSH_TIMEOUT)).await;
-        let (events, _) = self.relay.spool.depth();
-        match flushed {
-            Ok(Ok(())) => log::info!("stopped: producer flushed; {events} events stay in the spool"),
-            Ok(Err(e)) => log::error!("stopped: producer flush incomplete after {FLUSH_TIMEOUT:?}: {e}"),
-            Err(e) => log::error!("stopped: producer flush did not run: {e}"),
-        }
-        probe.abort();
-        if let Some(watch) = watch_peers {
-            watch.abort();
-        }
-        admin.stop(true).await;
-        let _ = admin_task.await;
-        served.map_err(std::io::Error::other)?
-    }
+    .map_err(|e| ConfigError::new("RELAY_LISTEN", e.to_string()))?
+    .run();
+    Ok(server)
 }
 
 /// How a callback that passed every check was answered.

@@ -11,7 +11,7 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::Value;
 use tim_relay::config::Config;
-use tim_relay::ingress::http::Application;
+use tim_relay::startup::Application;
 
 pub const APP_ID: &str = "1400000000";
 pub const COMMAND: &str = "Group.CallbackAfterGroupInfoChanged";
