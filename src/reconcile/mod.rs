@@ -1,0 +1,12 @@
+//! `tim-relay reconcile`'s first building blocks: what a sweep needs to talk to Tencent's REST
+//! API within its rules. Pure logic, no I/O; `docs/reconcile.md` has the whole design.
+//!
+//! Built here:
+//! - [`usersig`]: the App admin's UserSig (TLSSigAPIv2): signing, verifying (for the test
+//!   emulator), and a cache that signs afresh at half the lifetime.
+//!
+//! Still to come (issue 22): the REST error classes, the rate budget, the REST client, the
+//! sweep and its comparison with the state topic, the snapshot event and its fold, the subcommand with its configuration, metrics and
+//! workload, the Tencent emulator and the tests against the broker.
+
+pub mod usersig;
