@@ -6,8 +6,8 @@
 //!   other replicas;
 //! - [`state`]: where the group events are folded into each group's current state;
 //! - [`reconcile`]: the first parts of `tim-relay reconcile` (issue 22), which will repair the
-//!   state from Tencent's REST API: UserSig so far; the REST error
-//!   classes, the rate budget and the sweep are still to come;
+//!   state from Tencent's REST API: UserSig, the REST error classes, the rate budget; the sweep
+//!   itself is still to come;
 //! - [`ops`]: what operators see: the admin listener, metrics, rate-limited logs, the dead table;
 //! - [`config`]: every environment variable;
 //! - [`answer`] (Tencent's answer bodies) and [`shutdown`] (stop signals), which every part may

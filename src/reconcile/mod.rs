@@ -6,11 +6,14 @@
 //!   emulator), and a cache that signs afresh at half the lifetime;
 //! - [`rest_error`]: Tencent's answers read (`ActionStatus`, `ErrorCode`, `ErrorInfo`) and
 //!   sorted into what to do next: go on, back off, retry, ask for less, group gone, or stop
-//!   naming the variable to fix.
+//!   naming the variable to fix;
+//! - [`budget`]: the rate budget, a hard ceiling per second over all APIs and per API, with a
+//!   backoff that frequency errors raise and successes lower.
 //!
-//! Still to come (issue 22): the rate budget, the REST client, the sweep and its comparison
-//! with the state topic, the snapshot event and its fold, the subcommand with its
-//! configuration, metrics and workload, the Tencent emulator and the tests against the broker.
+//! Still to come (issue 22): the REST client, the sweep and its comparison with the state
+//! topic, the snapshot event and its fold, the subcommand with its configuration, metrics and
+//! workload, the Tencent emulator and the tests against the broker.
 
+pub mod budget;
 pub mod rest_error;
 pub mod usersig;
