@@ -5,6 +5,9 @@
 //! - [`delivery`]: where it becomes durable: Kafka's producers, the spool, the forwarder, the
 //!   other replicas;
 //! - [`state`]: where the group events are folded into each group's current state;
+//! - [`reconcile`]: the first parts of `tim-relay reconcile` (issue 22), which will repair the
+//!   state from Tencent's REST API: UserSig, the REST error classes, the rate budget; the sweep
+//!   itself is still to come;
 //! - [`ops`]: what operators see: the admin listener, metrics, rate-limited logs, the dead table;
 //! - [`config`]: every environment variable; [`startup`] wires the parts together;
 //! - [`answer`] (Tencent's answer bodies) and [`shutdown`] (stop signals), which every part may
@@ -15,6 +18,7 @@ pub mod config;
 pub mod delivery;
 pub mod ingress;
 pub mod ops;
+pub mod reconcile;
 pub mod shutdown;
 pub mod startup;
 pub mod state;
