@@ -46,7 +46,7 @@
 //! `STATE_TEST_SEED=<n>` replays a history, as in `tests/state.rs`.
 
 use std::collections::HashMap;
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -98,18 +98,519 @@ const LIVENESS_PERIOD: Duration = Duration::from_secs(10);
 #[test]
 #[ignore = "needs the three-node cluster: bash scripts/cluster-faults.sh"]
 fn transaction_coordinator_killed_under_the_fold() {
-    let logs = logs_dir();
-    let _one_at_a_time = lock_file(&logs.join("cluster-test.lock"), "a cluster scenario");
-    let log = logs.join(format!("{SLUG}-materializer.log"));
-    let timeline = Timeline::new(NAME, vec![log.clone()]);
-    let started = timeline.started;
-    let bootstrap = cluster_ready();
-    let meta = Metadata::new(&bootstrap);
-    warm_up(&bootstrap, &meta, &timeline);
-    // The names decide the coordinators: the transactional id's partition of the transaction
-    // log, and the group's of the offsets topic. By default both sit on the node that is
-    // killed (by chance one run in three, with three nodes), the harder case: the consumer
-    // group's coordinator moves too.
+    let mut s = Scenario::on_a_warm_cluster();
+    let controller = s.create_the_events_topic();
+    let (plan, records) = Plan::for_the_load();
+    let fold = s.start_the_fold();
+    let coordinator = s.find_the_coordinator(&controller);
+    let load = s.start_the_load(&fold, &plan, records);
+    let coordinator = s.fold_steadily(&load, coordinator);
+    let killed = s.kill_the_coordinator(coordinator);
+    let back = s.bring_it_back(&fold, &killed);
+    let produced = s.finish_the_load(load);
+    let end = s.stop_the_fold_once_caught_up(fold);
+    let folded = s.compare_the_state_topic_with_the_model(&plan);
+    let line = s.report(&plan, &killed, back, &produced, &end, &folded);
+    s.judge(&line, &plan, &killed, &produced, &end, &folded);
+}
+
+/// What the steps share: the logs and the timeline, the cluster, the names (picked by where
+/// their coordinators sit), and the problems found so far, asserted together at the end.
+struct Scenario {
+    logs: PathBuf,
+    /// The materializer's log, with the harness's timeline in it.
+    log: PathBuf,
+    timeline: Timeline,
+    bootstrap: String,
+    meta: Metadata,
+    topic: String,
+    state_topic: String,
+    group: String,
+    transactional_id: String,
+    /// The partition of the transaction log whose leader coordinates the transactional id.
+    txn_partition: i32,
+    /// The partition of the offsets topic whose leader coordinates the consumer group.
+    offsets_partition: i32,
+    problems: Vec<String>,
+    _one_at_a_time: File,
+}
+
+/// The load: random group histories (the model), for `CLUSTER_FAULTS_SECS` of load.
+struct Plan {
+    secs: u64,
+    groups: usize,
+    repeats: usize,
+    histories: Histories,
+}
+
+/// The coordinator's node as it was killed, the group's coordinator then, and when.
+struct Killed {
+    node: i32,
+    group_coordinator: i32,
+    at: Duration,
+}
+
+/// What the fold left once it had folded every event and was stopped.
+struct End {
+    caught_up: Duration,
+    /// What `txn-coordinator` said then.
+    coordinator: String,
+    life: Option<Life>,
+    run: Run,
+}
+
+/// The state topic as read back, and the groups whose state differs from the model.
+struct Folded {
+    state: StateRead,
+    wrong: Vec<String>,
+}
+
+impl Plan {
+    /// ~400 events a second, whatever the load's length (scripts/test.sh bounds it to 20 s):
+    /// the histories, and the records that deliver them (out of order, with repeats).
+    fn for_the_load() -> (Plan, Vec<(String, Vec<u8>)>) {
+        let secs = std::env::var("CLUSTER_FAULTS_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(60u64);
+        let groups = (GROUPS_A_SECOND * secs as usize).max(500);
+        let mut rng = Rng::seeded();
+        let histories = histories(&mut rng, groups, "cs");
+        let (records, repeats) = delivery(&mut rng, &histories);
+        let plan = Plan {
+            secs,
+            groups,
+            repeats,
+            histories,
+        };
+        (plan, records)
+    }
+}
+
+impl Scenario {
+    /// The cluster ready, its transaction log and offsets topic warmed up, one scenario at a
+    /// time per logs dir, and the names picked.
+    fn on_a_warm_cluster() -> Scenario {
+        let logs = logs_dir();
+        let one_at_a_time = lock_file(&logs.join("cluster-test.lock"), "a cluster scenario");
+        let log = logs.join(format!("{SLUG}-materializer.log"));
+        let timeline = Timeline::new(NAME, vec![log.clone()]);
+        let bootstrap = cluster_ready();
+        let meta = Metadata::new(&bootstrap);
+        warm_up(&bootstrap, &meta, &timeline);
+        let topic = topic_by_its_coordinators(&meta);
+        let state_topic = format!("{topic}.state");
+        let group = format!("{topic}.group");
+        let transactional_id = format!("{group}-{INSTANCE}");
+        let txn_partition = coordinator_partition(&transactional_id, TXN_LOG_PARTITIONS);
+        let offsets_partition = coordinator_partition(&group, TXN_LOG_PARTITIONS);
+        Scenario {
+            logs,
+            log,
+            timeline,
+            bootstrap,
+            meta,
+            topic,
+            state_topic,
+            group,
+            transactional_id,
+            txn_partition,
+            offsets_partition,
+            problems: Vec::new(),
+            _one_at_a_time: one_at_a_time,
+        }
+    }
+
+    /// The events topic, in sync. Returns the active controller, asked for the record.
+    fn create_the_events_topic(&self) -> String {
+        let Scenario {
+            ref timeline,
+            ref bootstrap,
+            ref topic,
+            ref transactional_id,
+            txn_partition,
+            ..
+        } = *self;
+        create_events_topic(bootstrap, topic);
+        timeline.note(&format!(
+            "events {topic} ({PARTITIONS} partitions, replication factor 3, min.insync.replicas 2) on \
+             {bootstrap}; transactional id {transactional_id} (partition {txn_partition} of {TXN_LOG})"
+        ));
+        self.meta.wait_in_sync(&[topic], timeline);
+        // A JVM tool, seconds on a busy machine: asked before the load, for the record (a killed
+        // active controller delays every move by an election).
+        cluster(timeline, &["controller"])
+    }
+
+    /// The materializer first: it creates the state topic, gets its producer id (on a fresh
+    /// cluster that creates the transaction log) and joins its group; the load starts once it is
+    /// ready, so the fault falls on a fold that runs at its pace.
+    fn start_the_fold(&mut self) -> Fold {
+        let fold = Fold::start(
+            &self.bootstrap,
+            &self.topic,
+            &self.group,
+            self.txn_partition,
+            self.timeline.clone(),
+        );
+        if !fold.wait_ready(Duration::from_secs(120)) {
+            panic!(
+                "{NAME}: the materializer was not ready within 120 s; see {}",
+                self.log.display()
+            );
+        }
+        self.timeline.note("the materializer is ready");
+        check_state_topic(&self.bootstrap, &self.state_topic, &mut self.problems);
+        self.meta
+            .wait_in_sync(&[&self.topic, &self.state_topic, TXN_LOG], &self.timeline);
+        fold
+    }
+
+    /// The node to kill, as the coordinator itself says (the materializer's producer has its id,
+    /// so the coordinator knows it; a JVM tool, seconds, asked before the load starts); the
+    /// harness's own reckoning, the leader of the transactional id's partition of the
+    /// transaction log, must agree.
+    fn find_the_coordinator(&mut self, controller: &str) -> i32 {
+        let coordinator: i32 = self
+            .txn_coordinator()
+            .parse()
+            .expect("txn-coordinator prints a node id");
+        let Scenario {
+            ref timeline,
+            ref meta,
+            ref topic,
+            ref state_topic,
+            txn_partition,
+            offsets_partition,
+            ref mut problems,
+            ..
+        } = *self;
+        let by_partition = meta.leader(TXN_LOG, txn_partition);
+        if by_partition != coordinator {
+            problems.push(format!(
+                "txn-coordinator says node {coordinator}, but partition {txn_partition} of {TXN_LOG} \
+                 is led by node {by_partition}"
+            ));
+        }
+        let group_coordinator = meta.leader(OFFSETS_LOG, offsets_partition);
+        timeline.note(&format!(
+            "node {coordinator} coordinates the transactions; the consumer group's coordinator is \
+             node {group_coordinator}, the active controller node {controller}; it leads events \
+             partitions {:?} and state partitions {:?}",
+            meta.partitions_led_by(topic, coordinator, LOOKUP),
+            meta.partitions_led_by(state_topic, coordinator, LOOKUP)
+        ));
+        coordinator
+    }
+
+    /// The background producer, and the fold's first committed transaction under its load.
+    fn start_the_load(&self, fold: &Fold, plan: &Plan, records: Vec<(String, Vec<u8>)>) -> Load {
+        let Plan {
+            secs,
+            groups,
+            repeats,
+            ..
+        } = *plan;
+        self.timeline.note(&format!(
+            "{} events of {groups} groups ({repeats} repeats), spread over {secs} s",
+            records.len()
+        ));
+        let load = Load::start(
+            &self.bootstrap,
+            &self.topic,
+            records,
+            Duration::from_secs(secs),
+            &self.timeline,
+        );
+        if !fold.wait(Duration::from_secs(60), |s| s.committed() > 0) {
+            panic!(
+                "{NAME}: no fold transaction committed within 60 s; see {}",
+                self.log.display()
+            );
+        }
+        self.timeline.note("the first fold transaction committed");
+        load
+    }
+
+    /// Killed while it folds: a few seconds of commits first, as a baseline. Returns the node to
+    /// kill: the coordinator, wherever it is now.
+    fn fold_steadily(&mut self, load: &Load, coordinator: i32) -> i32 {
+        let mut coordinator = coordinator;
+        std::thread::sleep(STEADY);
+        if self.meta.leader(TXN_LOG, self.txn_partition) != coordinator {
+            // A preferred-leader election (auto.leader.rebalance) moved it meanwhile.
+            coordinator = self
+                .txn_coordinator()
+                .parse()
+                .expect("txn-coordinator prints a node id");
+            self.timeline.note(&format!(
+                "the coordinator moved before the kill: now node {coordinator}"
+            ));
+        }
+        if load.done() {
+            self.problems.push(
+                "the producer had written every event before the kill: raise CLUSTER_FAULTS_SECS".into(),
+            );
+        }
+        coordinator
+    }
+
+    /// kill -9 on the coordinator's node; the load goes on, and the node stays down `DOWN`.
+    fn kill_the_coordinator(&self, node: i32) -> Killed {
+        let group_coordinator = self.meta.leader(OFFSETS_LOG, self.offsets_partition);
+        cluster(&self.timeline, &["kill-node", &node.to_string()]);
+        let killed = self.timeline.started.elapsed();
+        let new_coordinator = self.txn_coordinator();
+        self.timeline.note(&format!(
+            "the transactions' new coordinator is node {new_coordinator}"
+        ));
+        std::thread::sleep((killed + DOWN).saturating_sub(self.timeline.started.elapsed()));
+        Killed {
+            node,
+            group_coordinator,
+            at: killed,
+        }
+    }
+
+    /// `start-node`, and its replicas back in sync. Returns when it was started.
+    fn bring_it_back(&self, fold: &Fold, killed: &Killed) -> Duration {
+        cluster(&self.timeline, &["start-node", &killed.node.to_string()]);
+        let back = self.timeline.started.elapsed();
+        self.meta
+            .wait_in_sync(&[&self.topic, &self.state_topic, TXN_LOG], &self.timeline);
+        // Leadership returns to the preferred replicas within ~10 s (auto.leader.rebalance): the
+        // coordinator moves once more, a graceful move.
+        let txn_partition = self.txn_partition;
+        let preferred = self.meta.preferred(TXN_LOG, txn_partition);
+        if !fold.wait(Duration::from_secs(30), |s| {
+            s.leaders
+                .last()
+                .is_some_and(|&(at, l)| at > back && l == preferred)
+        }) {
+            self.timeline.note(&format!(
+                "partition {txn_partition} of {TXN_LOG} is not back on its preferred node {preferred} after 30 s"
+            ));
+        }
+        back
+    }
+
+    /// The last seconds of load with the node back, and every event acknowledged.
+    fn finish_the_load(&self, load: Load) -> Produced {
+        std::thread::sleep(STEADY);
+        let produced = load.finish(&self.timeline);
+        if produced.failed > 0 {
+            // Not the fold's fault, but the model would not describe the topic.
+            panic!(
+                "{NAME}: {} of {} events were not acknowledged by the cluster (first: {})",
+                produced.failed,
+                produced.sent,
+                produced.first_error.unwrap_or_default()
+            );
+        }
+        produced
+    }
+
+    /// Waits until every event is folded, then stops the materializer (SIGTERM).
+    fn stop_the_fold_once_caught_up(&self, fold: Fold) -> End {
+        let caught_up = wait_caught_up(
+            &self.bootstrap,
+            &self.topic,
+            &self.group,
+            Duration::from_secs(240),
+            &self.timeline,
+        );
+        let coordinator = self.txn_coordinator();
+        let life = fold.life();
+        let run = fold.stop(&self.timeline);
+        End {
+            caught_up,
+            coordinator,
+            life,
+            run,
+        }
+    }
+
+    /// The state topic, read `read_committed`, against the model.
+    fn compare_the_state_topic_with_the_model(&self, plan: &Plan) -> Folded {
+        let state = read_state(&self.bootstrap, &self.state_topic);
+        let wrong = compare(&state.last, &plan.histories);
+        Folded { state, wrong }
+    }
+
+    /// The tally line and the timeline's last notes; the line also goes to `summary.txt`.
+    fn report(
+        &self,
+        plan: &Plan,
+        killed: &Killed,
+        back: Duration,
+        produced: &Produced,
+        end: &End,
+        folded: &Folded,
+    ) -> String {
+        let Plan { groups, repeats, .. } = *plan;
+        let Killed {
+            node: coordinator,
+            group_coordinator,
+            at: killed,
+        } = *killed;
+        let (caught_up, coordinator_at_end, life) = (end.caught_up, &end.coordinator, &end.life);
+        let (state, wrong) = (&folded.state, &folded.wrong);
+        let started = self.timeline.started;
+        let s = &end.run.state;
+        let first_commit = s.commits.first().copied().unwrap_or_default();
+        let stall = longest_gap(&s.commits, first_commit, caught_up);
+        let stall_back = longest_gap(&s.commits, back, caught_up);
+        let typical = median_gap(&s.commits, first_commit, killed);
+        let first_after_kill = first_commit_after(&s.commits, killed);
+        let moved = s
+            .leaders
+            .iter()
+            .find(|&&(at, l)| at > killed && l >= 0 && l != coordinator)
+            .copied();
+        let returned = s
+            .leaders
+            .iter()
+            .find(|&&(at, l)| at > back && l == coordinator)
+            .copied();
+        let after = |at: Option<(Duration, i32)>, from: Duration, what: &str| match at {
+            Some((at, node)) => format!(
+                "to node {node} {:.1} s after {what}{}",
+                (at - from).as_secs_f64(),
+                if at < produced.last_sent {
+                    ""
+                } else {
+                    " (the load had ended)"
+                }
+            ),
+            None => format!("no move seen after {what}"),
+        };
+        let tombstones = state.last.values().filter(|v| v.is_none()).count();
+        let line = format!(
+            "{NAME}: events produced {} ({groups} groups, {repeats} repeats), state records read {} \
+             ({} groups: {} live, {tombstones} tombstones), mismatches {}; coordinator node \
+             {coordinator} ({} the group's) killed at {:.1} s, moved {}, back {}; fold stalled \
+             {:.1} s at most (first commit {} after the kill; after start-node at most {:.1} s; \
+             typically {:.1} s between commits); transactions committed {} (mean {:.2} s), aborted \
+             {}; materializer restarts {}; took {:.0} s",
+            produced.sent,
+            state.records,
+            state.last.len(),
+            state.last.len() - tombstones,
+            wrong.len(),
+            if group_coordinator == coordinator {
+                "also"
+            } else {
+                "not"
+            },
+            killed.as_secs_f64(),
+            after(moved, killed, "the kill"),
+            after(returned, back, "start-node"),
+            stall.as_secs_f64(),
+            first_after_kill.map_or("never".into(), |at| format!(
+                "{:.1} s",
+                (at - killed).as_secs_f64()
+            )),
+            stall_back.as_secs_f64(),
+            typical.as_secs_f64(),
+            s.committed(),
+            life.as_ref().map_or(f64::NAN, Life::mean_transaction),
+            s.aborted(),
+            restarts(&s.exits),
+            started.elapsed().as_secs_f64()
+        );
+        self.timeline.note(&line);
+        self.timeline.note(&format!(
+            "the coordinator's partition, leader by time (s): {}; txn-coordinator at the end: node \
+             {coordinator_at_end}; commits seen at (s): {}",
+            s.leaders
+                .iter()
+                .map(|(at, l)| format!("{:.1}: {l}", at.as_secs_f64()))
+                .collect::<Vec<_>>()
+                .join(", "),
+            s.commits
+                .iter()
+                .map(|at| format!("{:.1}", at.as_secs_f64()))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ));
+        eprintln!("{line}");
+        append_line(&self.logs.join("summary.txt"), &line);
+        line
+    }
+
+    /// Every problem found, asserted at once, with the tally line.
+    fn judge(
+        &mut self,
+        line: &str,
+        plan: &Plan,
+        killed: &Killed,
+        produced: &Produced,
+        end: &End,
+        folded: &Folded,
+    ) {
+        let (wrong, life, run) = (&folded.wrong, &end.life, &end.run);
+        let s = &run.state;
+        let problems = &mut self.problems;
+        if !wrong.is_empty() {
+            problems.push(format!(
+                "{} of {} groups differ from the model; first ones:\n{}",
+                wrong.len(),
+                plan.histories.truth.len(),
+                wrong.iter().take(3).cloned().collect::<Vec<_>>().join("\n")
+            ));
+        }
+        for exit in s.exits.iter().filter(|e| !e.planned) {
+            problems.push(format!(
+                "the materializer ended at {:.1} s, not as designed: {}",
+                exit.at.as_secs_f64(),
+                exit.how
+            ));
+        }
+        match &run.last_exit {
+            Some(status) if status.success() => {}
+            other => problems.push(format!(
+                "the materializer did not stop cleanly on SIGTERM: {other:?}"
+            )),
+        }
+        if first_commit_after(&s.commits, killed.at).is_none() {
+            problems.push("no fold transaction committed after the kill".into());
+        }
+        if s.exits.is_empty() {
+            // One life: each event produced was folded once, and counted by what the fold did
+            // with it; an event folded twice (a batch committed twice) or skipped would show here.
+            match life {
+                Some(l) if l.events() == produced.sent as u64 && l.invalid == 0 => {}
+                other => problems.push(format!(
+                    "the fold's event outcomes do not add up to the {} events produced: {other:?}",
+                    produced.sent
+                )),
+            }
+        }
+        if !problems.is_empty() {
+            problems.push(format!(
+                "the materializer's log, with the timeline: {}",
+                self.log.display()
+            ));
+        }
+        assert!(
+            problems.is_empty(),
+            "{line}\n\nproblems:\n{}",
+            problems.join("\n")
+        );
+    }
+
+    /// What `kafka-cluster.sh txn-coordinator` says of the transactional id (a JVM tool: seconds).
+    fn txn_coordinator(&self) -> String {
+        cluster(&self.timeline, &["txn-coordinator", &self.transactional_id])
+    }
+}
+
+/// A topic name whose group and transactional id have their coordinators where
+/// `CLUSTER_STATE_GROUP_COORDINATOR` asks. The names decide the coordinators: the transactional
+/// id's partition of the transaction log, and the group's of the offsets topic. By default both
+/// sit on the node that is killed (by chance one run in three, with three nodes), the harder
+/// case: the consumer group's coordinator moves too.
+fn topic_by_its_coordinators(meta: &Metadata) -> String {
     let together = match std::env::var("CLUSTER_STATE_GROUP_COORDINATOR").as_deref() {
         Ok("other") => Some(false),
         Ok("any") => None,
@@ -117,7 +618,7 @@ fn transaction_coordinator_killed_under_the_fold() {
         Ok(other) => panic!("CLUSTER_STATE_GROUP_COORDINATOR must be same, other or any, not {other}"),
     };
     let (txn_leaders, group_leaders) = (meta.leaders(TXN_LOG), meta.leaders(OFFSETS_LOG));
-    let topic = (0..1000)
+    (0..1000)
         .map(|_| format!("cluster-state-{}", uuid::Uuid::new_v4().simple()))
         .find(|topic| {
             let group = format!("{topic}.group");
@@ -126,265 +627,12 @@ fn transaction_coordinator_killed_under_the_fold() {
             let g = group_leaders[coordinator_partition(&group, TXN_LOG_PARTITIONS) as usize];
             together.is_none_or(|same| (t == g) == same)
         })
-        .expect("names for either case");
-    let state_topic = format!("{topic}.state");
-    let group = format!("{topic}.group");
-    let transactional_id = format!("{group}-{INSTANCE}");
-    let txn_partition = coordinator_partition(&transactional_id, TXN_LOG_PARTITIONS);
-    let offsets_partition = coordinator_partition(&group, TXN_LOG_PARTITIONS);
-    let mut problems: Vec<String> = Vec::new();
+        .expect("names for either case")
+}
 
-    create_events_topic(&bootstrap, &topic);
-    timeline.note(&format!(
-        "events {topic} ({PARTITIONS} partitions, replication factor 3, min.insync.replicas 2) on \
-         {bootstrap}; transactional id {transactional_id} (partition {txn_partition} of {TXN_LOG})"
-    ));
-    meta.wait_in_sync(&[&topic], &timeline);
-    // A JVM tool, seconds on a busy machine: asked before the load, for the record (a killed
-    // active controller delays every move by an election).
-    let controller = cluster(&timeline, &["controller"]);
-
-    let secs = std::env::var("CLUSTER_FAULTS_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(60u64);
-    // ~400 events a second, whatever the load's length (scripts/test.sh bounds it to 20 s).
-    let groups = (GROUPS_A_SECOND * secs as usize).max(500);
-    let mut rng = Rng::seeded();
-    let h = histories(&mut rng, groups, "cs");
-    let (records, repeats) = delivery(&mut rng, &h);
-
-    // The materializer first: it creates the state topic, gets its producer id (on a fresh
-    // cluster that creates the transaction log) and joins its group; the load starts once it is
-    // ready, so the fault falls on a fold that runs at its pace.
-    let fold = Fold::start(&bootstrap, &topic, &group, txn_partition, timeline.clone());
-    if !fold.wait_ready(Duration::from_secs(120)) {
-        panic!(
-            "{NAME}: the materializer was not ready within 120 s; see {}",
-            log.display()
-        );
-    }
-    timeline.note("the materializer is ready");
-    check_state_topic(&bootstrap, &state_topic, &mut problems);
-    meta.wait_in_sync(&[&topic, &state_topic, TXN_LOG], &timeline);
-
-    // The node to kill, as the coordinator itself says (the materializer's producer has its id,
-    // so the coordinator knows it; a JVM tool, seconds, asked before the load starts); the
-    // harness's own reckoning, the leader of the transactional id's partition of the
-    // transaction log, must agree.
-    let mut coordinator: i32 = cluster(&timeline, &["txn-coordinator", &transactional_id])
-        .parse()
-        .expect("txn-coordinator prints a node id");
-    let by_partition = meta.leader(TXN_LOG, txn_partition);
-    if by_partition != coordinator {
-        problems.push(format!(
-            "txn-coordinator says node {coordinator}, but partition {txn_partition} of {TXN_LOG} \
-             is led by node {by_partition}"
-        ));
-    }
-    let group_coordinator = meta.leader(OFFSETS_LOG, offsets_partition);
-    timeline.note(&format!(
-        "node {coordinator} coordinates the transactions; the consumer group's coordinator is \
-         node {group_coordinator}, the active controller node {controller}; it leads events \
-         partitions {:?} and state partitions {:?}",
-        meta.partitions_led_by(&topic, coordinator, LOOKUP),
-        meta.partitions_led_by(&state_topic, coordinator, LOOKUP)
-    ));
-
-    timeline.note(&format!(
-        "{} events of {groups} groups ({repeats} repeats), spread over {secs} s",
-        records.len()
-    ));
-    let load = Load::start(&bootstrap, &topic, records, Duration::from_secs(secs), &timeline);
-    if !fold.wait(Duration::from_secs(60), |s| s.committed() > 0) {
-        panic!(
-            "{NAME}: no fold transaction committed within 60 s; see {}",
-            log.display()
-        );
-    }
-    timeline.note("the first fold transaction committed");
-    // Killed while it folds: a few seconds of commits first, as a baseline.
-    std::thread::sleep(STEADY);
-    if meta.leader(TXN_LOG, txn_partition) != coordinator {
-        // A preferred-leader election (auto.leader.rebalance) moved it meanwhile.
-        coordinator = cluster(&timeline, &["txn-coordinator", &transactional_id])
-            .parse()
-            .expect("txn-coordinator prints a node id");
-        timeline.note(&format!(
-            "the coordinator moved before the kill: now node {coordinator}"
-        ));
-    }
-    if load.done() {
-        problems
-            .push("the producer had written every event before the kill: raise CLUSTER_FAULTS_SECS".into());
-    }
-    let group_coordinator = meta.leader(OFFSETS_LOG, offsets_partition);
-    cluster(&timeline, &["kill-node", &coordinator.to_string()]);
-    let killed = started.elapsed();
-    let new_coordinator = cluster(&timeline, &["txn-coordinator", &transactional_id]);
-    timeline.note(&format!(
-        "the transactions' new coordinator is node {new_coordinator}"
-    ));
-    std::thread::sleep((killed + DOWN).saturating_sub(started.elapsed()));
-    cluster(&timeline, &["start-node", &coordinator.to_string()]);
-    let back = started.elapsed();
-    meta.wait_in_sync(&[&topic, &state_topic, TXN_LOG], &timeline);
-    // Leadership returns to the preferred replicas within ~10 s (auto.leader.rebalance): the
-    // coordinator moves once more, a graceful move.
-    let preferred = meta.preferred(TXN_LOG, txn_partition);
-    if !fold.wait(Duration::from_secs(30), |s| {
-        s.leaders
-            .last()
-            .is_some_and(|&(at, l)| at > back && l == preferred)
-    }) {
-        timeline.note(&format!(
-            "partition {txn_partition} of {TXN_LOG} is not back on its preferred node {preferred} after 30 s"
-        ));
-    }
-    std::thread::sleep(STEADY);
-    let produced = load.finish(&timeline);
-    if produced.failed > 0 {
-        // Not the fold's fault, but the model would not describe the topic.
-        panic!(
-            "{NAME}: {} of {} events were not acknowledged by the cluster (first: {})",
-            produced.failed,
-            produced.sent,
-            produced.first_error.unwrap_or_default()
-        );
-    }
-    let caught_up = wait_caught_up(&bootstrap, &topic, &group, Duration::from_secs(240), &timeline);
-    let coordinator_at_end = cluster(&timeline, &["txn-coordinator", &transactional_id]);
-    let life = fold.life();
-    let run = fold.stop(&timeline);
-
-    let state = read_state(&bootstrap, &state_topic);
-    let wrong = compare(&state.last, &h);
-    let s = run.state;
-    let first_commit = s.commits.first().copied().unwrap_or_default();
-    let stall = longest_gap(&s.commits, first_commit, caught_up);
-    let stall_back = longest_gap(&s.commits, back, caught_up);
-    let typical = median_gap(&s.commits, first_commit, killed);
-    let first_after_kill = s.commits.iter().find(|&&at| at > killed).copied();
-    let moved = s
-        .leaders
-        .iter()
-        .find(|&&(at, l)| at > killed && l >= 0 && l != coordinator)
-        .copied();
-    let returned = s
-        .leaders
-        .iter()
-        .find(|&&(at, l)| at > back && l == coordinator)
-        .copied();
-    let after = |at: Option<(Duration, i32)>, from: Duration, what: &str| match at {
-        Some((at, node)) => format!(
-            "to node {node} {:.1} s after {what}{}",
-            (at - from).as_secs_f64(),
-            if at < produced.last_sent {
-                ""
-            } else {
-                " (the load had ended)"
-            }
-        ),
-        None => format!("no move seen after {what}"),
-    };
-    let tombstones = state.last.values().filter(|v| v.is_none()).count();
-    let line = format!(
-        "{NAME}: events produced {} ({groups} groups, {repeats} repeats), state records read {} \
-         ({} groups: {} live, {tombstones} tombstones), mismatches {}; coordinator node \
-         {coordinator} ({} the group's) killed at {:.1} s, moved {}, back {}; fold stalled \
-         {:.1} s at most (first commit {} after the kill; after start-node at most {:.1} s; \
-         typically {:.1} s between commits); transactions committed {} (mean {:.2} s), aborted \
-         {}; materializer restarts {}; took {:.0} s",
-        produced.sent,
-        state.records,
-        state.last.len(),
-        state.last.len() - tombstones,
-        wrong.len(),
-        if group_coordinator == coordinator {
-            "also"
-        } else {
-            "not"
-        },
-        killed.as_secs_f64(),
-        after(moved, killed, "the kill"),
-        after(returned, back, "start-node"),
-        stall.as_secs_f64(),
-        first_after_kill.map_or("never".into(), |at| format!(
-            "{:.1} s",
-            (at - killed).as_secs_f64()
-        )),
-        stall_back.as_secs_f64(),
-        typical.as_secs_f64(),
-        s.committed(),
-        life.as_ref().map_or(f64::NAN, Life::mean_transaction),
-        s.aborted(),
-        restarts(&s.exits),
-        started.elapsed().as_secs_f64()
-    );
-    timeline.note(&line);
-    timeline.note(&format!(
-        "the coordinator's partition, leader by time (s): {}; txn-coordinator at the end: node \
-         {coordinator_at_end}; commits seen at (s): {}",
-        s.leaders
-            .iter()
-            .map(|(at, l)| format!("{:.1}: {l}", at.as_secs_f64()))
-            .collect::<Vec<_>>()
-            .join(", "),
-        s.commits
-            .iter()
-            .map(|at| format!("{:.1}", at.as_secs_f64()))
-            .collect::<Vec<_>>()
-            .join(" ")
-    ));
-    eprintln!("{line}");
-    append_line(&logs.join("summary.txt"), &line);
-
-    if !wrong.is_empty() {
-        problems.push(format!(
-            "{} of {} groups differ from the model; first ones:\n{}",
-            wrong.len(),
-            h.truth.len(),
-            wrong.iter().take(3).cloned().collect::<Vec<_>>().join("\n")
-        ));
-    }
-    for exit in s.exits.iter().filter(|e| !e.planned) {
-        problems.push(format!(
-            "the materializer ended at {:.1} s, not as designed: {}",
-            exit.at.as_secs_f64(),
-            exit.how
-        ));
-    }
-    match &run.last_exit {
-        Some(status) if status.success() => {}
-        other => problems.push(format!(
-            "the materializer did not stop cleanly on SIGTERM: {other:?}"
-        )),
-    }
-    if first_after_kill.is_none() {
-        problems.push("no fold transaction committed after the kill".into());
-    }
-    if s.exits.is_empty() {
-        // One life: each event produced was folded once, and counted by what the fold did
-        // with it; an event folded twice (a batch committed twice) or skipped would show here.
-        match &life {
-            Some(l) if l.events() == produced.sent as u64 && l.invalid == 0 => {}
-            other => problems.push(format!(
-                "the fold's event outcomes do not add up to the {} events produced: {other:?}",
-                produced.sent
-            )),
-        }
-    }
-    if !problems.is_empty() {
-        problems.push(format!(
-            "the materializer's log, with the timeline: {}",
-            log.display()
-        ));
-    }
-    assert!(
-        problems.is_empty(),
-        "{line}\n\nproblems:\n{}",
-        problems.join("\n")
-    );
+/// When the first commit after `at` was seen, if one was.
+fn first_commit_after(commits: &[Duration], at: Duration) -> Option<Duration> {
+    commits.iter().find(|&&c| c > at).copied()
 }
 
 /// The harness's pure reckoning, checked without a cluster.
