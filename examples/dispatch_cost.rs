@@ -1,6 +1,6 @@
 //! CPU time of the relay's own work on one GroupInfoChanged callback, in process: the body
 //! read by `commands::dispatch` into its event, and the Kafka record built with its JSON
-//! payload and headers, as `src/http.rs` does once the body has arrived and been checked. No
+//! payload and headers, as `src/ingress/http.rs` does once the body has arrived and been checked. No
 //! HTTP, no Kafka. The bodies are those `bench/callback.lua` sends (four shapes, Chinese text
 //! and emoji, `EventTime` set).
 //!

@@ -16,7 +16,7 @@ use std::time::Duration;
 use actix_web::http::KeepAlive;
 use actix_web::{web, App, HttpResponse, HttpServer};
 
-/// The answer the relay gives once an event is safe (`src/error.rs`, `OK_BODY`).
+/// The answer the relay gives once an event is safe (`src/answer.rs`, `OK_BODY`).
 const OK_BODY: &str = r#"{"ActionStatus":"OK","ErrorInfo":"","ErrorCode":0}"#;
 /// The relay's default `RELAY_BODY_LIMIT_BYTES`.
 const BODY_LIMIT: usize = 1024 * 1024;

@@ -5,7 +5,7 @@
 // POST /callback?SdkAppid=...&CallbackCommand=...&Sign=...&RequestTime=...: the app id must be
 // this relay's; with a token, Sign must be hex SHA-256(token + RequestTime) and RequestTime within
 // 60 s of the clock, as the Rust relay checks. The JSON body's GroupId keys a change event shaped
-// like the Rust relay's (src/event.rs, src/commands/group_info_changed.rs: the same members, the
+// like the Rust relay's (src/ingress/event.rs, src/ingress/commands/group_info_changed.rs: the same members, the
 // same UUIDv5 id when the body has EventTime, the same CloudEvents headers), produced to the topic
 // with ProduceSync. The OK answer is written only after the broker acknowledged the record; a
 // failed produce answers HTTP 500 with ActionStatus FAIL. There is no spool: this is the
@@ -52,7 +52,7 @@ const (
 	maxSkewSec = 60
 )
 
-// The Rust relay's namespace for name-based (v5) event ids (src/event.rs, ID_NAMESPACE).
+// The Rust relay's namespace for name-based (v5) event ids (src/ingress/event.rs, ID_NAMESPACE).
 var idNamespace = [16]byte{0x6f, 0x1c, 0x2a, 0x8e, 0x5b, 0x7d, 0x4c, 0x3e, 0x9a, 0x10, 0x4e, 0x2b, 0x7d, 0x5f, 0x0c, 0x11}
 
 type relay struct {
