@@ -41,6 +41,7 @@ pub(super) fn fold_into(doc: &mut GroupState, e: &InEvent, rules: FoldRules) -> 
         }
         types::MEMBER_CHANGED => changed |= member_changed(doc, e),
         types::GROUP_ATTR_CHANGED => changed |= attrs(doc, e),
+        types::GROUP_SNAPSHOT => changed |= super::snapshot::apply(doc, e, rules),
         _ => {}
     }
     if doc.members_tracked && doc.members.len() > rules.max_members {
@@ -104,6 +105,12 @@ fn members(doc: &mut GroupState, e: &InEvent, present: bool, rules: FoldRules) -
         return false;
     }
     if !doc.members_tracked {
+        // A snapshot's absolute count already holds every join and exit up to its stamp.
+        if let (Some(t), Some(counted)) = (e.time, doc.field_times.member_count) {
+            if t <= counted {
+                return false;
+            }
+        }
         let n = accounts.len() as i64;
         doc.member_count += if present { n } else { -n };
         return true;
@@ -151,12 +158,20 @@ fn member_changed(doc: &mut GroupState, e: &InEvent) -> bool {
 /// `set` replaces every attribute, `modify` sets those listed, `clear` removes all, `delete`
 /// removes those listed (as Tencent's group attribute calls do).
 fn attrs(doc: &mut GroupState, e: &InEvent) -> bool {
-    let t = e.time;
     let option = e
         .str_at(&["option_type"])
         .unwrap_or("modify")
         .to_ascii_lowercase();
-    let entries = e.string_map(&["attrs"]);
+    write_attrs(doc, &option, e.string_map(&["attrs"]), e.time)
+}
+
+/// Applies one attribute change (`option`: set, modify, clear or delete) at time `t`.
+pub(super) fn write_attrs(
+    doc: &mut GroupState,
+    option: &str,
+    entries: Vec<(String, Option<String>)>,
+    t: Option<u64>,
+) -> bool {
     let ft = &mut doc.field_times;
     let mut changed = false;
     if option == "set" || option == "clear" {

@@ -85,6 +85,10 @@ pub struct FieldTimes {
     /// Per attribute; an attribute listed here but absent from `attrs` was deleted then.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub attrs: BTreeMap<String, u64>,
+    /// The `member_num` of the last snapshot, while members are not tracked: joins and exits
+    /// at or before it are already counted in `member_count`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_count: Option<u64>,
     /// Per member; a member listed here but absent from `members` left then.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub members: BTreeMap<String, MemberTimes>,
