@@ -20,6 +20,8 @@ mod event;
 mod group;
 mod snapshot;
 #[cfg(test)]
+mod snapshot_tests;
+#[cfg(test)]
 mod tests;
 
 pub use document::{FieldTimes, GroupState, Member, MemberTimes};

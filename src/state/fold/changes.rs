@@ -88,7 +88,8 @@ fn custom(doc: &mut GroupState, e: &InEvent, path: &[&str]) -> bool {
     for (key, value) in e.string_map(path) {
         let Some(value) = value else { continue };
         let at = doc.field_times.custom.get(&key).copied();
-        if wins(e.time, at) {
+        let listed_after = matches!((e.time, doc.field_times.custom_listed), (Some(t), Some(l)) if t <= l);
+        if wins(e.time, at) && !listed_after {
             if let Some(t) = after(e.time, at) {
                 doc.field_times.custom.insert(key.clone(), t);
             }
@@ -135,7 +136,7 @@ fn member_changed(doc: &mut GroupState, e: &InEvent) -> bool {
     }
     let t = e.time;
     let presence = doc.field_times.members.get(account).and_then(|m| m.presence);
-    if !wins(t, presence) {
+    if !wins(t, presence) || doc.listed_after(t) {
         return false;
     }
     let mut changed = false;

@@ -145,6 +145,12 @@ impl Group {
         if !newer(ft.member_count) {
             ft.member_count = None;
         }
+        if !newer(ft.custom_listed) {
+            ft.custom_listed = None;
+        }
+        if !newer(ft.members_listed) {
+            ft.members_listed = None;
+        }
         ft.custom.retain(|_, at| *at > t);
         doc.custom.retain(|k, _| ft.custom.contains_key(k));
         ft.attrs.retain(|_, at| *at > t);

@@ -54,8 +54,11 @@ fn complete_list(e: &InEvent) -> bool {
     e.body.get("members_complete").and_then(Value::as_bool) == Some(true)
 }
 
-/// The listed members: (account, role, name card); None when the snapshot has no member list.
-fn members(e: &InEvent) -> Option<Vec<(String, Option<String>, Option<String>)>> {
+/// A listed member: account, role, name card.
+type Listed = (String, Option<String>, Option<String>);
+
+/// The listed members; None when the snapshot has no member list.
+fn members(e: &InEvent) -> Option<Vec<Listed>> {
     let list = e.body.get("members")?.as_array()?;
     let text = |m: &Value, k: &str| m.get(k).and_then(Value::as_str).map(str::to_string);
     Some(
@@ -66,9 +69,12 @@ fn members(e: &InEvent) -> Option<Vec<(String, Option<String>, Option<String>)>>
 }
 
 /// Custom fields are Tencent's whole set: listed keys are set at `s`, a key the document holds
-/// and the snapshot does not list is removed at `s` (its time kept, so an older change of it
-/// arriving later stays stale); a key changed after `s` keeps its newer value.
+/// and the snapshot does not list is removed at `s`, and `custom_listed` = `s` keeps any change
+/// at or before `s` from applying later; a key changed after `s` keeps its newer value.
 fn custom(doc: &mut GroupState, e: &InEvent, s: u64) -> bool {
+    if !wins(Some(s), doc.field_times.custom_listed) {
+        return false;
+    }
     let listed: Vec<(String, String)> = e
         .string_map(&["custom"])
         .into_iter()
@@ -80,7 +86,7 @@ fn custom(doc: &mut GroupState, e: &InEvent, s: u64) -> bool {
         let at = doc.field_times.custom.get(&key).copied();
         if !listed.iter().any(|(k, _)| *k == key) && wins(Some(s), at) {
             doc.custom.remove(&key);
-            doc.field_times.custom.insert(key, s);
+            doc.field_times.custom.remove(&key);
             changed = true;
         }
     }
@@ -92,31 +98,32 @@ fn custom(doc: &mut GroupState, e: &InEvent, s: u64) -> bool {
             changed = true;
         }
     }
+    // Keys never seen were empty at `s` too: no older change may add them.
+    doc.field_times.custom_listed = Some(s);
     changed
 }
 
 /// Each listed member is present at `s` with its role and name card; with a complete list,
 /// each member the document holds and the list does not name is absent at `s`. A member who
 /// joined or left after `s` is left as the newer change made it.
-fn write_members(
-    doc: &mut GroupState,
-    listed: &[(String, Option<String>, Option<String>)],
-    complete: bool,
-    s: u64,
-    rules: FoldRules,
-) -> bool {
+fn write_members(doc: &mut GroupState, listed: &[Listed], complete: bool, s: u64, rules: FoldRules) -> bool {
     let t = Some(s);
     let presence = |doc: &GroupState, a: &str| doc.field_times.members.get(a).and_then(|m| m.presence);
     let mut changed = false;
     for (account, role, name_card) in listed {
-        if !wins(t, presence(doc, account)) {
+        if !wins(t, presence(doc, account)) || doc.listed_after(t) {
             continue;
         }
         changed |= doc.presence(account, true, t);
         let times = doc.field_times.members.entry(account.clone()).or_default();
         let member = doc.members.entry(account.clone()).or_default();
         changed |= set_field(&mut member.role, &mut times.role, role.as_deref(), t);
-        changed |= set_field(&mut member.name_card, &mut times.name_card, name_card.as_deref(), t);
+        changed |= set_field(
+            &mut member.name_card,
+            &mut times.name_card,
+            name_card.as_deref(),
+            t,
+        );
     }
     if complete {
         let gone: Vec<String> = doc
@@ -129,6 +136,11 @@ fn write_members(
             if wins(t, presence(doc, &account)) {
                 changed |= doc.presence(&account, false, t);
             }
+        }
+        // Accounts never seen are absent too: no older join may add them.
+        let listed_at = &mut doc.field_times.members_listed;
+        if wins(t, *listed_at) {
+            *listed_at = t;
         }
     }
     doc.member_count = doc.members.len() as i64;
