@@ -267,56 +267,31 @@ fn documents() -> Vec<(&'static str, Value)> {
         ],
         rules,
     );
-    // Reconciled: an incomplete group, then Tencent's whole group, then a newer exit.
-    let snapshot = |id: &str, group_type: &str, data: Value| {
-        let mut data = data;
-        data["snapshot_at_ms"] = json!(T + 10);
-        ev(id, group_type, "snapshot", None, data)
+    // Reconciled: a membership change, then Tencent's whole group at T + 10, then a newer one.
+    type Change<'a> = (&'a str, Value);
+    let reconciled_history = |group_type: &str, first: Change, snapshot: Value, last: Change| {
+        let mut snapshot = snapshot;
+        snapshot["snapshot_at_ms"] = json!(T + 10);
+        let events = [
+            ev("1", group_type, first.0, Some(T), first.1),
+            ev("2", group_type, "snapshot", None, snapshot),
+            ev("3", group_type, last.0, Some(T + 11), last.1),
+        ];
+        document(&events, rules)
     };
-    let reconciled = document(
-        &[
-            ev(
-                "1",
-                "Public",
-                "member_joined",
-                Some(T),
-                json!({"members": ["gone", "kept"]}),
-            ),
-            snapshot("2", "Public", snapshot_body()),
-            ev(
-                "3",
-                "Public",
-                "member_exited",
-                Some(T + 11),
-                json!({"members": ["kept"]}),
-            ),
-        ],
-        rules,
+    let (joined, exited) = ("member_joined", "member_exited");
+    let reconciled = reconciled_history(
+        "Public",
+        (joined, json!({"members": ["gone", "kept"]})),
+        snapshot_body(),
+        (exited, json!({"members": ["kept"]})),
     );
-    let reconciled_av_chat_room = document(
-        &[
-            ev(
-                "1",
-                "AVChatRoom",
-                "member_exited",
-                Some(T),
-                json!({"members": ["a", "b"]}),
-            ),
-            snapshot(
-                "2",
-                "AVChatRoom",
-                json!({"name": "live", "owner": "host", "custom": {}, "attrs": {},
-                "member_num": 250}),
-            ),
-            ev(
-                "3",
-                "AVChatRoom",
-                "member_joined",
-                Some(T + 11),
-                json!({"members": ["c"]}),
-            ),
-        ],
-        rules,
+    let room = json!({"name": "live", "owner": "host", "custom": {}, "attrs": {}, "member_num": 250});
+    let reconciled_av_chat_room = reconciled_history(
+        "AVChatRoom",
+        (exited, json!({"members": ["a", "b"]})),
+        room,
+        (joined, json!({"members": ["c"]})),
     );
     assert_eq!(reconciled["complete"], true);
     assert_eq!(
