@@ -137,10 +137,14 @@ fn write_members(doc: &mut GroupState, listed: &[Listed], complete: bool, s: u64
                 changed |= doc.presence(&account, false, t);
             }
         }
-        // Accounts never seen are absent too: no older join may add them.
-        let listed_at = &mut doc.field_times.members_listed;
-        if wins(t, *listed_at) {
-            *listed_at = t;
+        // Accounts never seen are absent too: no older join may add them. The departures it
+        // covers need no record of their own (so arrival order leaves no trace).
+        if wins(t, doc.field_times.members_listed) {
+            doc.field_times.members_listed = t;
+            let members = &doc.members;
+            doc.field_times
+                .members
+                .retain(|a, m| members.contains_key(a) || m.presence.is_none_or(|p| p > s));
         }
     }
     doc.member_count = doc.members.len() as i64;

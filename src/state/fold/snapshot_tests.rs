@@ -225,7 +225,9 @@ fn members_the_snapshot_does_not_list_go_only_with_a_complete_list() {
     );
     let (whole, _) = fold(&[&held, &snapshot("s", 50, true)]);
     assert_eq!(accounts(&whole), ["a", "b", "o"]);
-    assert_eq!(whole.field_times.members["x"].presence, Some(50));
+    // x left at 50: the complete list's time says so for every account not listed.
+    assert_eq!(whole.field_times.members_listed, Some(50));
+    assert!(!whole.field_times.members.contains_key("x"));
     // x joined again after the stamp: it stays.
     let rejoined = ev("2", "member_joined", 55, json!({"members": ["x"]}));
     let (d, _) = fold(&[&held, &rejoined, &snapshot("s", 50, true)]);
@@ -287,4 +289,54 @@ fn a_destruction_after_the_stamp_ends_the_snapshot_and_one_before_does_not() {
     let (d, _) = fold(&[&ev("d0", "destroyed", 40, json!({})), &snap]);
     assert!(d.complete);
     assert_eq!(d.field_times.destroyed, Some(40));
+}
+
+#[test]
+fn callbacks_around_a_snapshot_fold_to_one_document_in_every_arrival_order() {
+    let events = [
+        ev("1", "member_joined", 10, json!({"members": ["a", "x"]})),
+        ev(
+            "2",
+            "info_changed",
+            20,
+            json!({"changes": {"name": "n1", "custom": {"k": "1"}}}),
+        ),
+        ev("3", "member_joined", 40, json!({"members": ["y"]})),
+        snapshot("s", 50, true),
+        ev("4", "member_exited", 60, json!({"members": ["b"]})),
+        ev(
+            "5",
+            "info_changed",
+            70,
+            json!({"changes": {"notification": "n2"}}),
+        ),
+        ev(
+            "6",
+            "attr_changed",
+            80,
+            json!({"option_type": "modify", "attrs": {"mood": "calm"}}),
+        ),
+    ];
+    let (expected, _) = fold(&events.iter().collect::<Vec<_>>());
+    assert_eq!(accounts(&expected), ["a", "o"]);
+    assert_eq!(expected.notification.as_deref(), Some("n2"));
+    assert!(!expected.custom.contains_key("k"));
+    let mut order: Vec<usize> = (0..events.len()).collect();
+    // Every permutation, by Heap's algorithm.
+    fn permute(k: usize, order: &mut Vec<usize>, seen: &mut dyn FnMut(&[usize])) {
+        if k <= 1 {
+            return seen(order);
+        }
+        for i in 0..k {
+            permute(k - 1, order, seen);
+            order.swap(if k.is_multiple_of(2) { i } else { 0 }, k - 1);
+        }
+    }
+    let mut count = 0;
+    permute(events.len(), &mut order, &mut |o| {
+        let (d, _) = fold(&o.iter().map(|i| &events[*i]).collect::<Vec<_>>());
+        assert_eq!(d, expected, "arrival order {o:?}");
+        count += 1;
+    });
+    assert_eq!(count, 5040);
 }
