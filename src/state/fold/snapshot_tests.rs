@@ -186,6 +186,18 @@ fn an_older_callback_arriving_after_the_snapshot_does_not_undo_it() {
             5,
             json!({"owner": "b", "name": "first", "members": ["b", "y"]}),
         ),
+        ev(
+            "o8",
+            "member_changed",
+            46,
+            json!({"member": "q", "role": "Admin"}),
+        ),
+        ev(
+            "o9",
+            "info_changed",
+            47,
+            json!({"changes": {"custom": {"new_key": "v"}}}),
+        ),
     ];
     let snap = snapshot("s", 50, true);
     let (expected, _) = fold(&[&snap]);
