@@ -267,6 +267,41 @@ fn documents() -> Vec<(&'static str, Value)> {
         ],
         rules,
     );
+    // Reconciled: a membership change, then Tencent's whole group at T + 10, then a newer one.
+    type Change<'a> = (&'a str, Value);
+    let reconciled_history = |group_type: &str, first: Change, snapshot: Value, last: Change| {
+        let mut snapshot = snapshot;
+        snapshot["snapshot_at_ms"] = json!(T + 10);
+        let events = [
+            ev("1", group_type, first.0, Some(T), first.1),
+            ev("2", group_type, "snapshot", None, snapshot),
+            ev("3", group_type, last.0, Some(T + 11), last.1),
+        ];
+        document(&events, rules)
+    };
+    let (joined, exited) = ("member_joined", "member_exited");
+    let reconciled = reconciled_history(
+        "Public",
+        (joined, json!({"members": ["gone", "kept"]})),
+        snapshot_body(),
+        (exited, json!({"members": ["kept"]})),
+    );
+    let room = json!({"name": "live", "owner": "host", "custom": {}, "attrs": {}, "member_num": 250});
+    let reconciled_av_chat_room = reconciled_history(
+        "AVChatRoom",
+        (exited, json!({"members": ["a", "b"]})),
+        room,
+        (joined, json!({"members": ["c"]})),
+    );
+    assert_eq!(reconciled["complete"], true);
+    assert_eq!(
+        reconciled["members"]["owner"],
+        json!({"role": "Owner", "name_card": "Boss"})
+    );
+    assert_eq!(reconciled["member_count"], 2);
+    assert_eq!(reconciled["field_times"]["members_listed"], T + 10);
+    assert_eq!(reconciled_av_chat_room["member_count"], 251);
+    assert_eq!(reconciled_av_chat_room["field_times"]["member_count"], T + 10);
     // The histories cover what they are meant to.
     assert_eq!(
         full["members"]["bob"],
@@ -287,7 +322,53 @@ fn documents() -> Vec<(&'static str, Value)> {
         ("incomplete", incomplete),
         ("incomplete AVChatRoom", incomplete_av_chat_room),
         ("next life after a destruction", next_life),
+        ("reconciled by a snapshot", reconciled),
+        ("AVChatRoom reconciled by a snapshot", reconciled_av_chat_room),
     ]
+}
+
+/// The body of a tim.group.snapshot as `tim-relay reconcile` publishes it (without its stamp).
+fn snapshot_body() -> Value {
+    json!({"source": "reconciler", "name": "hikers", "introduction": "we walk",
+        "notification": "sunday 9:00", "face_url": "https://example.com/f.png", "owner": "owner",
+        "custom": {"level": "3"}, "attrs": {"color": "red"},
+        "members": [{"account": "owner", "role": "Owner", "name_card": "Boss"},
+            {"account": "kept", "role": "Admin"}, {"account": "new", "role": "Member"}],
+        "member_num": 3, "members_complete": true})
+}
+
+/// A snapshot event conforms to its documented schema (`docs/events/tim.group.snapshot.schema.json`),
+/// and the schema rejects what a snapshot must not be.
+#[test]
+fn the_snapshot_event_conforms_to_its_schema() {
+    let path = format!(
+        "{}/docs/events/tim.group.snapshot.schema.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let schema: Value = serde_json::from_str(&text).expect("the schema is JSON");
+    let mut event = json!({"id": "0b3c5a4e-9d7f-4f8e-8a51-6c2f0e1d9b77", "type": "tim.group.snapshot",
+        "schema_version": 1, "sdk_app_id": "1400000000", "group_id": "@TGS#2J4SZEAEL",
+        "group_type": "Public", "received_at": "2026-03-01T08:00:10.250Z", "snapshot_at_ms": T});
+    for (k, v) in snapshot_body().as_object().unwrap() {
+        event[k] = v.clone();
+    }
+    assert_eq!(violations(&schema, &event), Vec::<String>::new());
+    let parsed = InEvent::parse(&serde_json::to_vec(&event).unwrap()).expect("the fold reads it");
+    assert_eq!(parsed.time, Some(T));
+    for (field, bad) in [
+        ("source", json!("callback")),
+        ("snapshot_at_ms", json!(-1)),
+        ("members", json!([{"account": "x", "role": "Boss"}])),
+        ("event_time_ms", json!(T)),
+    ] {
+        let mut broken = event.clone();
+        broken[field] = bad;
+        assert!(
+            !violations(&schema, &broken).is_empty(),
+            "{field} should break the schema"
+        );
+    }
 }
 
 #[test]

@@ -12,12 +12,15 @@
 //!
 //! The parts: the document and its per-field times (`document.rs`), the event as the fold reads
 //! it (`event.rs`), one group and whether an event applies to it (`group.rs`), and what each
-//! event type changes (`changes.rs`); the tests are in `tests.rs`.
+//! event type changes (`changes.rs`), with the reconciler's snapshot apart (`snapshot.rs`); the tests are in `tests.rs`.
 
 mod changes;
 mod document;
 mod event;
 mod group;
+mod snapshot;
+#[cfg(test)]
+mod snapshot_tests;
 #[cfg(test)]
 mod tests;
 

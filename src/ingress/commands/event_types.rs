@@ -39,5 +39,8 @@ pub const READ_RECEIPT: &str = "tim.group.read_receipt";
 pub const MESSAGE_EXTENSION_CHANGED: &str = "tim.group.message_extension_changed";
 /// `Group.CallbackSendMsgException`.
 pub const MESSAGE_SEND_FAILED: &str = "tim.group.message_send_failed";
+/// Not a callback (so in no command of the registry): the whole group as Tencent's REST API
+/// returned it, published by `tim-relay reconcile` (`docs/reconcile.md`).
+pub const GROUP_SNAPSHOT: &str = "tim.group.snapshot";
 /// Every other after/notify callback, and each event of a push batch, verbatim.
 pub const WEBHOOK: &str = "tim.webhook";

@@ -41,6 +41,7 @@ pub(super) fn fold_into(doc: &mut GroupState, e: &InEvent, rules: FoldRules) -> 
         }
         types::MEMBER_CHANGED => changed |= member_changed(doc, e),
         types::GROUP_ATTR_CHANGED => changed |= attrs(doc, e),
+        types::GROUP_SNAPSHOT => changed |= super::snapshot::apply(doc, e, rules),
         _ => {}
     }
     if doc.members_tracked && doc.members.len() > rules.max_members {
@@ -87,7 +88,8 @@ fn custom(doc: &mut GroupState, e: &InEvent, path: &[&str]) -> bool {
     for (key, value) in e.string_map(path) {
         let Some(value) = value else { continue };
         let at = doc.field_times.custom.get(&key).copied();
-        if wins(e.time, at) {
+        let listed_after = matches!((e.time, doc.field_times.custom_listed), (Some(t), Some(l)) if t <= l);
+        if wins(e.time, at) && !listed_after {
             if let Some(t) = after(e.time, at) {
                 doc.field_times.custom.insert(key.clone(), t);
             }
@@ -104,6 +106,12 @@ fn members(doc: &mut GroupState, e: &InEvent, present: bool, rules: FoldRules) -
         return false;
     }
     if !doc.members_tracked {
+        // A snapshot's absolute count already holds every join and exit up to its stamp.
+        if let (Some(t), Some(counted)) = (e.time, doc.field_times.member_count) {
+            if t <= counted {
+                return false;
+            }
+        }
         let n = accounts.len() as i64;
         doc.member_count += if present { n } else { -n };
         return true;
@@ -128,7 +136,7 @@ fn member_changed(doc: &mut GroupState, e: &InEvent) -> bool {
     }
     let t = e.time;
     let presence = doc.field_times.members.get(account).and_then(|m| m.presence);
-    if !wins(t, presence) {
+    if !wins(t, presence) || doc.listed_after(t) {
         return false;
     }
     let mut changed = false;
@@ -151,12 +159,20 @@ fn member_changed(doc: &mut GroupState, e: &InEvent) -> bool {
 /// `set` replaces every attribute, `modify` sets those listed, `clear` removes all, `delete`
 /// removes those listed (as Tencent's group attribute calls do).
 fn attrs(doc: &mut GroupState, e: &InEvent) -> bool {
-    let t = e.time;
     let option = e
         .str_at(&["option_type"])
         .unwrap_or("modify")
         .to_ascii_lowercase();
-    let entries = e.string_map(&["attrs"]);
+    write_attrs(doc, &option, e.string_map(&["attrs"]), e.time)
+}
+
+/// Applies one attribute change (`option`: set, modify, clear or delete) at time `t`.
+pub(super) fn write_attrs(
+    doc: &mut GroupState,
+    option: &str,
+    entries: Vec<(String, Option<String>)>,
+    t: Option<u64>,
+) -> bool {
     let ft = &mut doc.field_times;
     let mut changed = false;
     if option == "set" || option == "clear" {

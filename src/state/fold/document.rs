@@ -79,12 +79,24 @@ pub struct FieldTimes {
     pub owner: Option<u64>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub custom: BTreeMap<String, u64>,
+    /// A snapshot gave the whole set of custom fields at this time: a change of a custom field
+    /// at or before it no longer applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom_listed: Option<u64>,
     /// All attributes were cleared (or set anew) at this time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attrs_cleared: Option<u64>,
     /// Per attribute; an attribute listed here but absent from `attrs` was deleted then.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub attrs: BTreeMap<String, u64>,
+    /// The `member_num` of the last snapshot, while members are not tracked: joins and exits
+    /// at or before it are already counted in `member_count`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_count: Option<u64>,
+    /// A snapshot listed every member at this time: a join, exit or member change at or before
+    /// it no longer applies (the list already holds its outcome).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members_listed: Option<u64>,
     /// Per member; a member listed here but absent from `members` left then.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub members: BTreeMap<String, MemberTimes>,
@@ -132,10 +144,14 @@ impl GroupState {
         self.members_untracked_reason = Some(reason);
         self.members.clear();
         self.field_times.members.clear();
+        self.field_times.members_listed = None;
     }
 
     /// A member joins (`present`) or leaves at `time`; whether that changed anything.
     pub(super) fn presence(&mut self, account: &str, present: bool, time: Option<u64>) -> bool {
+        if self.listed_after(time) {
+            return false;
+        }
         let times = self.field_times.members.entry(account.to_string()).or_default();
         if !wins(time, times.presence) {
             return false;
@@ -159,6 +175,11 @@ impl GroupState {
             self.members.remove(account);
         }
         true
+    }
+
+    /// Whether a membership change at `time` is at or before a snapshot's complete member list.
+    pub(super) fn listed_after(&self, time: Option<u64>) -> bool {
+        matches!((time, self.field_times.members_listed), (Some(t), Some(l)) if t <= l)
     }
 
     /// Keeps the departed members' times (they stop older joins from bringing them back) to

@@ -2,6 +2,8 @@
 
 use serde_json::Value;
 
+use crate::ingress::commands::event_types as types;
+
 /// An event as the fold reads it from the group state topic.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InEvent {
@@ -22,9 +24,15 @@ impl InEvent {
         let id = text("id").ok_or("no id")?;
         let event_type = text("type").ok_or("no type")?;
         let group_id = text("group_id").filter(|g| !g.is_empty()).ok_or("no group_id")?;
-        let time = match body.get("event_time_ms") {
-            None | Some(Value::Null) => None,
-            Some(v) => Some(v.as_u64().ok_or("event_time_ms is not an integer")?),
+        let time = if event_type == types::GROUP_SNAPSHOT {
+            // A snapshot is nothing without its stamp: the time its values were true at.
+            let at = body.get("snapshot_at_ms").and_then(Value::as_u64);
+            Some(at.ok_or("a snapshot without an integer snapshot_at_ms")?)
+        } else {
+            match body.get("event_time_ms") {
+                None | Some(Value::Null) => None,
+                Some(v) => Some(v.as_u64().ok_or("event_time_ms is not an integer")?),
+            }
         };
         Ok(InEvent {
             id,

@@ -142,6 +142,15 @@ impl Group {
                 *at = None;
             }
         }
+        if !newer(ft.member_count) {
+            ft.member_count = None;
+        }
+        if !newer(ft.custom_listed) {
+            ft.custom_listed = None;
+        }
+        if !newer(ft.members_listed) {
+            ft.members_listed = None;
+        }
         ft.custom.retain(|_, at| *at > t);
         doc.custom.retain(|k, _| ft.custom.contains_key(k));
         ft.attrs.retain(|_, at| *at > t);
@@ -183,5 +192,6 @@ pub fn is_state_type(event_type: &str) -> bool {
             | types::MEMBER_CHANGED
             | types::GROUP_ATTR_CHANGED
             | types::GROUP_DESTROYED
+            | types::GROUP_SNAPSHOT
     )
 }
