@@ -73,11 +73,7 @@ impl Spool {
     pub fn dead_summary(&self) -> Result<DeadSummary, SpoolError> {
         let db = self.shared.db()?;
         let tx = db.begin_read().map_err(storage)?;
-        let reasons = match tx.open_table(REASONS) {
-            Ok(table) => Some(table),
-            Err(redb::TableError::TableDoesNotExist(_)) => None,
-            Err(e) => return Err(storage(e)),
-        };
+        let reasons = open_read(&tx, REASONS)?;
         let mut summary = DeadSummary::default();
         let mut groups: BTreeMap<(String, String), u64> = BTreeMap::new();
         for tables in [LEGACY, VERSIONED] {
@@ -166,10 +162,7 @@ impl Spool {
                 .map_or(0, |(k, _)| k.value() + 1)
                 .max(shared.legacy_end);
             for tables in [LEGACY, VERSIONED] {
-                let mut dead = match tx.open_table(tables.dead) {
-                    Ok(table) => table,
-                    Err(e) => return Err(storage(e)),
-                };
+                let mut dead = tx.open_table(tables.dead).map_err(storage)?;
                 let mut back = Vec::new();
                 for item in dead.iter().map_err(storage)? {
                     let (key, value) = item.map_err(storage)?;

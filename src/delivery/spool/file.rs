@@ -71,12 +71,12 @@ pub struct FileState {
 }
 
 impl FileState {
+    /// The state of the file at `path`; its length is read when [`BoundedFile::open`] opens it.
     pub fn new(path: &Path, max_len: u64) -> Arc<Self> {
-        let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         Arc::new(Self {
             path: path.to_path_buf(),
             max_len,
-            len: AtomicU64::new(len),
+            len: AtomicU64::new(0),
             failed: AtomicBool::new(false),
             refused_at_limit: AtomicBool::new(false),
             no_room: Mutex::new(None),
@@ -117,14 +117,10 @@ impl FileState {
         &self.path
     }
 
-    /// Clears the failure and the limit refusal, once the database is reopened. Returns
-    /// whether a growth had been refused at the limit.
+    /// Clears the failure and the limit refusal, before the database is reopened (the
+    /// reopening reads the file's length). Returns whether a growth had been refused at the limit.
     pub fn reset(&self) -> bool {
         self.failed.store(false, Ordering::Release);
-        self.len.store(
-            std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0),
-            Ordering::Release,
-        );
         self.refused_at_limit.swap(false, Ordering::AcqRel)
     }
 

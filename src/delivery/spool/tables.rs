@@ -120,10 +120,10 @@ pub(super) fn open_db(file: &Arc<FileState>) -> Result<Database, redb::DatabaseE
 }
 
 /// A table in a read transaction; `None` if no transaction has created it yet.
-pub(super) fn open_read(
+pub(super) fn open_read<K: redb::Key + 'static, V: redb::Value + 'static>(
     tx: &ReadTransaction,
-    table: TableDefinition<'static, u64, &'static [u8]>,
-) -> Result<Option<ReadOnlyTable<u64, &'static [u8]>>, SpoolError> {
+    table: TableDefinition<'static, K, V>,
+) -> Result<Option<ReadOnlyTable<K, V>>, SpoolError> {
     match tx.open_table(table) {
         Ok(table) => Ok(Some(table)),
         Err(TableError::TableDoesNotExist(_)) => Ok(None),

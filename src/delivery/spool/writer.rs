@@ -91,7 +91,7 @@ pub(super) fn commit_batch(shared: &Shared, pending: &mut [Append]) -> Vec<Resul
         Err(e) => {
             // A growth refused for want of room (or at the file bound) was logged where it was
             // refused; the callers hear why.
-            let why = |_| match shared.file.no_room() {
+            let why = || match shared.file.no_room() {
                 Some(cause) => SpoolError::DiskFull(cause),
                 None if shared.file.refused_at_limit() => SpoolError::FileFull {
                     file: shared.file.len(),
@@ -99,10 +99,10 @@ pub(super) fn commit_batch(shared: &Shared, pending: &mut [Append]) -> Vec<Resul
                 },
                 None => storage(&e),
             };
-            if !shared.file.failed() || !(shared.file.is_out_of_room() || shared.file.refused_at_limit()) {
+            if !(shared.file.is_out_of_room() || shared.file.refused_at_limit()) {
                 log::error!("spool commit failed: {e}");
             }
-            pending.iter().map(|a| Err(why(a))).collect()
+            pending.iter().map(|_| Err(why())).collect()
         }
     }
 }
