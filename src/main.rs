@@ -1,5 +1,5 @@
-//! The `tim-relay` binary: the relay (no arguments), `materialize`, `state GROUP_ID` and
-//! `dead list|replay`.
+//! The `tim-relay` binary: the relay (no arguments), `materialize`, `reconcile [--once]`,
+//! `state GROUP_ID` and `dead list|replay`.
 
 use std::io::Write;
 
@@ -16,6 +16,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const USAGE: &str = "usage: tim-relay                    relay Tencent IM callbacks to Kafka
        tim-relay materialize        fold the group events into the compacted state topic
+       tim-relay reconcile          repair the state from Tencent's REST API, a sweep every interval
+       tim-relay reconcile --once   one sweep, then a summary line
        tim-relay state GROUP_ID     print one group's current state
        tim-relay dead list          count the spool's dead table by topic and reason (JSON)
        tim-relay dead replay        send the dead table again, after everything waiting
@@ -31,6 +33,8 @@ fn main() {
             }
         }
         ["materialize"] => materialize(),
+        ["reconcile"] => reconcile(false),
+        ["reconcile", "--once"] => reconcile(true),
         ["state", group_id] => show_state(group_id),
         ["dead", "list"] => dead(tim_relay::ops::dead_letters::Action::List),
         ["dead", "replay"] => dead(tim_relay::ops::dead_letters::Action::Replay),
@@ -74,6 +78,33 @@ fn materialize() {
     if let Err(e) = tim_relay::state::materialize::run(config) {
         log::error!("materialize stopped: {e}");
         std::process::exit(1);
+    }
+}
+
+/// `tim-relay reconcile [--once]`: exit 0 when done (or stopped by a signal), 3 for a
+/// configuration or authentication error Tencent answered, 1 for a failed `--once` sweep.
+fn reconcile(once: bool) {
+    use tim_relay::reconcile::config::ReconcileConfig;
+    use tim_relay::reconcile::runner::Ended;
+    let config = ReconcileConfig::from_env().unwrap_or_else(|e| exit_with(e));
+    init_logging(config.state.shared.log_format);
+    log::info!(
+        "started tim-relay {} reconcile{}: {config}",
+        env!("CARGO_PKG_VERSION"),
+        if once { " --once" } else { "" }
+    );
+    let system = actix_web::rt::System::new();
+    let ended = system.block_on(tim_relay::reconcile::run(config, once));
+    match ended {
+        Ended::Done => {}
+        Ended::Stop(line) => {
+            eprintln!("tim-relay: {line}");
+            std::process::exit(3);
+        }
+        Ended::Failed(why) => {
+            eprintln!("tim-relay: reconcile: {why}");
+            std::process::exit(1);
+        }
     }
 }
 

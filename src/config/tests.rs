@@ -204,9 +204,12 @@ fn every_variable_read() -> std::collections::BTreeSet<String> {
         ("RELAY_WORKERS", "2"),
         ("RELAY_TLS_CERT_PATH", "c.pem"),
         ("RELAY_TLS_KEY_PATH", "k.pem"),
+        ("TIM_ADMIN_IDENTIFIER", "administrator"),
+        ("TIM_SECRET_KEY", "key"),
     ]));
     Config::read(&env).unwrap();
     crate::state::materialize::config::StateConfig::read(&env).unwrap();
+    crate::reconcile::config::ReconcileConfig::read(&env).unwrap();
     env.asked()
 }
 

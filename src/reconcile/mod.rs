@@ -15,5 +15,21 @@
 //! workload, the Tencent emulator and the tests against the broker.
 
 pub mod budget;
+pub mod client;
+pub mod config;
+pub mod digest;
+pub mod publish;
+pub mod read;
 pub mod rest_error;
+pub mod runner;
+pub mod sweep;
+pub mod tencent;
 pub mod usersig;
+
+/// Runs `reconcile`: one sweep with `once`, else the loop with its admin listener.
+pub async fn run(config: config::ReconcileConfig, once: bool) -> runner::Ended {
+    if once {
+        return runner::once(config).await;
+    }
+    runner::forever(config, None, std::sync::Arc::new(sweep::Quiet), |_| {}).await
+}

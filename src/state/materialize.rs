@@ -13,7 +13,7 @@
 pub mod admin;
 mod batch;
 pub mod config;
-mod rebuild;
+pub(crate) mod rebuild;
 mod runner;
 pub mod show;
 mod topic;

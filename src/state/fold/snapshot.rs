@@ -33,6 +33,15 @@ pub(super) fn apply(doc: &mut GroupState, e: &InEvent, rules: FoldRules) -> bool
         // Tencent's attributes are the whole set: as an attr_changed `set` at `s`.
         changed |= write_attrs(doc, "set", e.string_map(&["attrs"]), t);
     }
+    // A group Tencent counts beyond the limit is not tracked, whether or not its list came.
+    let num = e.body.get("member_num").and_then(Value::as_u64);
+    if doc.members_tracked && num.is_some_and(|n| n > rules.max_members as u64) {
+        doc.untrack(format!(
+            "more than RELAY_STATE_MAX_MEMBERS ({}) members",
+            rules.max_members
+        ));
+        changed = true;
+    }
     let listed = members(e);
     if let (true, Some(listed)) = (doc.members_tracked, &listed) {
         changed |= write_members(doc, listed, complete_list(e), s, rules);
