@@ -14,6 +14,8 @@
 //! topic, the snapshot event and its fold, the subcommand with its configuration, metrics and
 //! workload, the Tencent emulator and the tests against the broker.
 
+pub mod admin;
 pub mod budget;
+pub mod metrics;
 pub mod rest_error;
 pub mod usersig;
