@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Checks the deployment files without a cluster and without network access at check time:
-#   - deploy/ renders with kustomize into two workloads, the StatefulSets tim-relay (the relay)
-#     and tim-relay-state (the materializer), and no Secret; each Service and
-#     PodDisruptionBudget selects the pods of one of them; the relay's grace period covers
-#     preStop + in-flight + RELAY_SHUTDOWN_DRAIN_SECS + flush, the materializer's its last
-#     transaction; the materializer's instance id is its pod's name, and it reads the relay's
-#     brokers and event topic;
+#   - deploy/ renders with kustomize into three workloads, the StatefulSets tim-relay (the
+#     relay) and tim-relay-state (the materializer) and the Deployment tim-relay-reconcile (the
+#     reconciler), and no Secret; each Service and PodDisruptionBudget selects the pods of one
+#     of them; the relay's grace period covers preStop + in-flight + RELAY_SHUTDOWN_DRAIN_SECS +
+#     flush, the materializer's its last transaction; the materializer's instance id is its
+#     pod's name, and it reads the relay's brokers and event topic; the reconciler runs one
+#     replica, recreated (never two sweeping at once), without a volume, takes TIM_SECRET_KEY
+#     from its Secret, and uses the relay's app, brokers and topics and the state topic;
 #   - the renders of deploy/ and deploy/monitoring/ pass `kubeconform -strict` against
 #     Kubernetes' JSON schemas (from the kubernetes-validate Python package) and the small
 #     ServiceMonitor/PrometheusRule schemas in deploy/monitoring/schemas/, all local files;
@@ -14,7 +16,9 @@
 #     that names a heading of docs/monitoring.md, and a test where it fires and one where it
 #     does not;
 #   - deploy/monitoring/prometheusrule.yaml is alerts.yaml wrapped, byte for byte;
-#   - deploy/monitoring/dashboard.json is valid JSON.
+#   - deploy/monitoring/dashboard.json is valid JSON, its panel ids are unique and its panels do
+#     not overlap, every variable it uses is defined, and every tim_relay_* metric it or
+#     alerts.yaml queries is listed in a metric table of docs/monitoring.md.
 #
 #   bash scripts/check-deploy.sh           check
 #   bash scripts/check-deploy.sh --write   regenerate prometheusrule.yaml from alerts.yaml, then check
@@ -130,6 +134,8 @@ wrap_rules | diff -u "$MON/prometheusrule.yaml" - >&2 \
   || { cat "$WORK/kustomize.log" >&2; die "kustomize build $MON/ failed"; }
 
 python3 -m json.tool "$MON/dashboard.json" >/dev/null || die "$MON/dashboard.json is not valid JSON"
+dashboard=$("$PY" scripts/check-deploy/dashboard.py "$MON/dashboard.json" "$MON/alerts.yaml" docs/monitoring.md) \
+  || die "the dashboard or the alerts query what they must not (above)"
 
 # --- schemas: local files only, so nothing here reaches the network ----------------------------
 
@@ -158,8 +164,9 @@ alerts=$("$PY" scripts/check-deploy/alerts.py "$MON/alerts.yaml" "$MON/alerts.te
   || die "alerts are incomplete (above)"
 
 echo "check-deploy.sh: OK in $((SECONDS - started)) s"
-echo "  deploy/: StatefulSets tim-relay and tim-relay-state, no Secret; grace periods cover the drain and the last transaction"
+echo "  deploy/: StatefulSets tim-relay and tim-relay-state, Deployment tim-relay-reconcile, no Secret; grace periods cover the drain and the last transaction; one reconciler, recreated"
 for line in "${summary[@]}"; do echo "  $line"; done
 echo "  promtool check rules: ${rules#SUCCESS: }; promtool test rules: passed"
 echo "  $alerts"
-echo "  dashboard.json: valid JSON; prometheusrule.yaml matches alerts.yaml"
+echo "  $dashboard"
+echo "  prometheusrule.yaml matches alerts.yaml"

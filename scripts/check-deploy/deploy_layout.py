@@ -1,5 +1,6 @@
-"""Checks what `kustomize build deploy` renders (the file named by argv[1]): two StatefulSets and
-no Secret, selectors, grace periods, the materializer's instance id, brokers and topic. Run by
+"""Checks what `kustomize build deploy` renders (the file named by argv[1]): two StatefulSets, one
+Deployment and no Secret, selectors, grace periods, the materializer's instance id, the
+reconciler's single replica, its secret key and probes, brokers and topics. Run by
 scripts/check-deploy.sh; prints each problem and exits 1 if there is any."""
 
 import sys, yaml
@@ -9,9 +10,9 @@ problems = []
 workload_kinds = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "ReplicationController",
                   "Job", "CronJob", "Pod"}
 workloads = sorted(f'{d["kind"]}/{d["metadata"]["name"]}' for d in docs if d["kind"] in workload_kinds)
-if workloads != ["StatefulSet/tim-relay", "StatefulSet/tim-relay-state"]:
-    problems.append("expected two workloads, the StatefulSets tim-relay (relay) and tim-relay-state "
-                    f"(materializer); found {workloads or 'none'}")
+if workloads != ["Deployment/tim-relay-reconcile", "StatefulSet/tim-relay", "StatefulSet/tim-relay-state"]:
+    problems.append("expected three workloads, the StatefulSets tim-relay (relay) and tim-relay-state "
+                    f"(materializer) and the Deployment tim-relay-reconcile (reconciler); found {workloads or 'none'}")
 if "Secret" in kinds:
     problems.append("a Secret is rendered: the operator creates the Secrets, deploy/ must not")
 for k in ("ServiceMonitor", "PrometheusRule"):
@@ -19,6 +20,8 @@ for k in ("ServiceMonitor", "PrometheusRule"):
         problems.append(f"{k} belongs in deploy/monitoring/, not in the base layout")
 configmaps = {d["metadata"]["name"]: d.get("data", {}) for d in docs if d["kind"] == "ConfigMap"}
 statefulsets = {d["metadata"]["name"]: d for d in docs if d["kind"] == "StatefulSet"}
+deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+pod_owners = {**statefulsets, **deployments}
 
 def settings(container):
     """The variables a container gets from its ConfigMaps."""
@@ -30,8 +33,9 @@ def settings(container):
 def template_labels(sts):
     return sts["spec"]["template"]["metadata"].get("labels", {})
 
-# Every Service and PodDisruptionBudget selects the pods of exactly one StatefulSet: the relay's
-# Services must never send callbacks (or scrapes under job tim-relay) to the materializer.
+# Every Service and PodDisruptionBudget selects the pods of exactly one workload: the relay's
+# Services must never send callbacks (or scrapes under job tim-relay) to the materializer or
+# the reconciler.
 for d in docs:
     if d["kind"] == "Service":
         selector = d["spec"].get("selector", {})
@@ -39,10 +43,10 @@ for d in docs:
         selector = d["spec"].get("selector", {}).get("matchLabels", {})
     else:
         continue
-    hits = [n for n, sts in statefulsets.items()
-            if selector and all(template_labels(sts).get(k) == v for k, v in selector.items())]
+    hits = [n for n, w in pod_owners.items()
+            if selector and all(template_labels(w).get(k) == v for k, v in selector.items())]
     if len(hits) != 1:
-        problems.append(f'{d["kind"]} {d["metadata"]["name"]} selects the pods of {hits or "no StatefulSet"}, '
+        problems.append(f'{d["kind"]} {d["metadata"]["name"]} selects the pods of {hits or "no workload"}, '
                         "not of exactly one")
 for name, sts in statefulsets.items():
     if not any(d["kind"] == "PodDisruptionBudget" and d["spec"].get("selector", {}).get("matchLabels", {})
@@ -103,6 +107,57 @@ if sts:
                         f"RELAY_STATE_BATCH_MS {batch:g} s + transaction 10 s + exit 5 s = {need:g} s")
     if any(e.get("secretRef", {}).get("name") == "tim-relay" for e in container.get("envFrom", [])):
         problems.append("tim-relay-state must not read the Secret tim-relay (it holds the callback token)")
+dep = deployments.get("tim-relay-reconcile")
+if dep:
+    spec, pod = dep["spec"], dep["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    name = "tim-relay-reconcile"
+    if container.get("args") != ["reconcile"]:
+        problems.append(f'{name} must run `tim-relay reconcile`; its args are {container.get("args")}')
+    # Two reconcilers would sweep at once: the app's REST quota spent twice, every snapshot
+    # published twice. A rolling update starts the new pod before it stops the old one.
+    if spec.get("replicas") != 1:
+        problems.append(f'{name} must have replicas: 1; it has {spec.get("replicas")}')
+    if spec.get("strategy", {}).get("type") != "Recreate":
+        problems.append(f"{name} must use strategy Recreate, so that two never sweep at once")
+    if pod.get("volumes") or container.get("volumeMounts"):
+        problems.append(f"{name} needs no volume: it keeps no state between sweeps")
+    reconcile = settings(container)
+    if any("TIM_SECRET_KEY" in data for data in configmaps.values()):
+        problems.append("TIM_SECRET_KEY is set in a ConfigMap: it belongs in the Secret tim-relay-reconcile")
+    keys = [e.get("valueFrom", {}).get("secretKeyRef", {}) for e in container.get("env", [])
+            if e["name"] == "TIM_SECRET_KEY"]
+    if keys != [{"name": "tim-relay-reconcile", "key": "TIM_SECRET_KEY"}]:
+        problems.append(f"{name} must take TIM_SECRET_KEY from the Secret tim-relay-reconcile (secretKeyRef)")
+    if any(e.get("secretRef", {}).get("name") == "tim-relay" for e in container.get("envFrom", [])):
+        problems.append(f"{name} must not read the Secret tim-relay (it holds the callback token)")
+    for var in ("TIM_SDK_APP_ID", "TIM_ADMIN_IDENTIFIER", "TIM_REST_BASE_URL", "RECONCILE_MAX_QPS",
+                "RECONCILE_INTERVAL_SECS"):
+        if var not in reconcile:
+            problems.append(f"{var} is not set in reconcile.env")
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        if container.get(probe, {}).get("httpGet", {}).get("path") != path:
+            problems.append(f"{name}: its {probe} must get {path}")
+    # It compares the state the materializer writes and publishes where the relay publishes,
+    # for the relay's app (the binaries' defaults when unset).
+    peers = []
+    if "tim-relay" in statefulsets:
+        [c] = statefulsets["tim-relay"]["spec"]["template"]["spec"]["containers"]
+        peers.append(("the relay", "relay.env", settings(c),
+                      ("TIM_SDK_APP_ID", "KAFKA_BOOTSTRAP_SERVERS", "KAFKA_TOPIC")))
+    if "tim-relay-state" in statefulsets:
+        [c] = statefulsets["tim-relay-state"]["spec"]["template"]["spec"]["containers"]
+        peers.append(("the materializer", "state.env", settings(c),
+                      ("KAFKA_BOOTSTRAP_SERVERS", "KAFKA_TOPIC", "KAFKA_STATE_TOPIC")))
+    defaults = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092", "KAFKA_TOPIC": "tim.group-changes",
+                "KAFKA_STATE_TOPIC": "tim.group-state", "TIM_SDK_APP_ID": None}
+    for who, env_file, other, variables in peers:
+        for var in variables:
+            mine, theirs = reconcile.get(var, defaults[var]), other.get(var, defaults[var])
+            if mine != theirs:
+                problems.append(f"{var} differs between {who} ({theirs!r}) and the reconciler ({mine!r}): "
+                                f"{env_file} and reconcile.env")
+
 for p in problems:
     print("check-deploy.sh:", p, file=sys.stderr)
 sys.exit(1 if problems else 0)

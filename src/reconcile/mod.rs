@@ -1,27 +1,25 @@
-//! `tim-relay reconcile`'s first building blocks: what a sweep needs to talk to Tencent's REST
-//! API within its rules. Pure logic, no I/O; `docs/reconcile.md` has the whole design.
+//! `tim-relay reconcile`: reads every group from Tencent's REST API and repairs the state topic
+//! through the fold (`docs/reconcile.md` has the design, the cost and the argument).
 //!
-//! Built here:
-//! - [`usersig`]: the App admin's UserSig (TLSSigAPIv2): signing, verifying (for the test
-//!   emulator), and a cache that signs afresh at half the lifetime;
-//! - [`rest_error`]: Tencent's answers read (`ActionStatus`, `ErrorCode`, `ErrorInfo`) and
-//!   sorted into what to do next: go on, back off, retry, ask for less, group gone, or stop
-//!   naming the variable to fix;
-//! - [`budget`]: the rate budget, a hard ceiling per second over all APIs and per API, with a
-//!   backoff that frequency errors raise and successes lower.
-//!
-//! Still to come (issue 22): the REST client, the sweep and its comparison with the state
-//! topic, the snapshot event and its fold, the subcommand with its configuration, metrics and
-//! workload, the Tencent emulator and the tests against the broker.
+//! - [`config`]: its variables; [`usersig`]: the App admin's UserSig (TLSSigAPIv2);
+//!   [`rest_error`]: Tencent's answers sorted into what to do next; [`budget`]: the hard
+//!   per-second ceilings; [`client`]: one REST call made within all of them;
+//! - [`sweep`]: list, [`read`] 50 at a time, compare with the state topic's [`digest`], publish
+//!   [`tencent`]'s snapshot or destroyed events with [`publish`];
+//! - [`runner`]: `--once` and the loop; [`serve`]: the loop with its [`admin`] listener and
+//!   [`metrics`].
 
+pub mod admin;
 pub mod budget;
 pub mod client;
 pub mod config;
 pub mod digest;
+pub mod metrics;
 pub mod publish;
 pub mod read;
 pub mod rest_error;
 pub mod runner;
+pub mod serve;
 pub mod sweep;
 pub mod tencent;
 pub mod usersig;
@@ -31,5 +29,5 @@ pub async fn run(config: config::ReconcileConfig, once: bool) -> runner::Ended {
     if once {
         return runner::once(config).await;
     }
-    runner::forever(config, None, std::sync::Arc::new(sweep::Quiet), |_| {}).await
+    serve::forever(config).await
 }
