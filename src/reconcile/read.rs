@@ -153,7 +153,7 @@ impl Reader<'_> {
         let body = json!({ "GroupIdList": [id], "ResponseFilter": filter });
         let answer = match self.client.call(Api::GetGroupInfo, &body).await {
             Ok(a) => a,
-            Err(e) => return Ok(self.failure(e)?),
+            Err(e) => return self.failure(e),
         };
         let entry = answer
             .get("GroupInfo")
