@@ -3,9 +3,13 @@
 //! The app's REST quota is shared with the app's own backend, so the budget is a hard ceiling,
 //! not a target (issue 22, item 5): in **every** window of one second, however placed, there are
 //! at most `RECONCILE_MAX_QPS` calls over all APIs together, and at most an API's own limit
-//! for that API. A sliding log of the last second's call times gives exactly that: a call at
-//! `t` is let through only if fewer than the ceiling were made in `(t - 1 s, t]`, so no window
-//! ending at a call (the fullest windows end at one) ever holds more.
+//! for that API. A sliding log of the last second's calls gives exactly that: a call at `t` is
+//! let through only if fewer than the ceiling are still in flight or completed in
+//! `(t - 1 s, t]`. A call is logged when it completes ([`Budget::complete`]), the latest it can
+//! have reached Tencent, and holds a place while in flight, so the ceiling holds where Tencent
+//! counts, however late a call left or however slowly it travelled (against the emulator,
+//! logging calls when they were let through let 155 arrive within one second at a ceiling of
+//! 150 on a loaded machine).
 //!
 //! On top of that, a backoff: a frequency error raises it (doubling, from `first` to `max`),
 //! pauses every call for that long and spaces the next ones by it; each success halves it,
@@ -16,7 +20,7 @@ use std::collections::VecDeque;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-/// The length of the window the ceilings hold in.
+/// The length of the window the ceilings hold in: Tencent's second.
 pub const WINDOW: Duration = Duration::from_secs(1);
 
 /// The four REST APIs a sweep calls (`../shared/spec/tencent-im-rest.md` §3).
@@ -97,7 +101,15 @@ pub struct Budget {
     paused_until: Duration,
     last_call: Option<Duration>,
     latest_now: Duration,
+    window: Duration,
+    /// Calls let through and not yet [`Budget::complete`]d, per API and over all: each holds
+    /// its place in every window until it is.
+    in_flight: [u32; 4],
+    in_flight_all: u32,
 }
+
+/// How soon to ask again when every place is held by a call still in flight.
+const IN_FLIGHT_POLL: Duration = Duration::from_millis(10);
 
 impl Budget {
     /// A budget of at most `max_qps` calls per second over every API (`RECONCILE_MAX_QPS`).
@@ -111,7 +123,17 @@ impl Budget {
             paused_until: Duration::ZERO,
             last_call: None,
             latest_now: Duration::ZERO,
+            window: WINDOW,
+            in_flight: [0; 4],
+            in_flight_all: 0,
         }
+    }
+
+    /// The ceilings held in every window of `window` (at least [`WINDOW`]) instead: a margin
+    /// for the time between the budget's yes and the call's arrival at Tencent.
+    pub fn with_window(mut self, window: Duration) -> Self {
+        self.window = window.max(WINDOW);
+        self
     }
 
     /// The most calls of `api` in any one-second window: its own limit, or the global one.
@@ -131,15 +153,25 @@ impl Budget {
         if let Some(last) = self.last_call.filter(|_| !self.backoff.is_zero()) {
             ready = ready.max(last + self.backoff);
         }
-        // With `ceiling` calls already in the log, the call `ceiling` places back from the end
-        // must have left the window: at that instant plus a second, only `ceiling - 1` remain.
-        for (log, ceiling) in [
-            (&self.all, self.max_qps),
-            (&self.per_api[api.index()], self.ceiling(api)),
+        // Each call in flight holds a place; with the rest taken by calls in the log (kept by
+        // the time they completed), the one `free` places back from the end must have left
+        // the window first.
+        for (log, ceiling, flying) in [
+            (&self.all, self.max_qps, self.in_flight_all),
+            (
+                &self.per_api[api.index()],
+                self.ceiling(api),
+                self.in_flight[api.index()],
+            ),
         ] {
-            let ceiling = ceiling as usize;
-            if log.len() >= ceiling {
-                ready = ready.max(log[log.len() - ceiling] + WINDOW);
+            let (ceiling, flying) = (ceiling as usize, flying as usize);
+            if flying >= ceiling {
+                ready = ready.max(now + IN_FLIGHT_POLL);
+                continue;
+            }
+            let free = ceiling - flying;
+            if log.len() >= free {
+                ready = ready.max(log[log.len() - free] + self.window);
             }
         }
         ready
@@ -154,10 +186,23 @@ impl Budget {
         if ready > now {
             return Err(ready);
         }
-        self.all.push_back(now);
-        self.per_api[api.index()].push_back(now);
+        self.in_flight[api.index()] += 1;
+        self.in_flight_all += 1;
         self.last_call = Some(now);
         Ok(())
+    }
+
+    /// A call of `api` let through earlier has its answer (or failed) at `now`: it is counted
+    /// in the windows up to `now`, the latest it can have reached Tencent, so however late it
+    /// left or however slow the network, no window where Tencent counts holds more than the
+    /// ceiling.
+    pub fn complete(&mut self, api: Api, now: Duration) {
+        let now = now.max(self.latest_now);
+        self.latest_now = now;
+        self.in_flight[api.index()] = self.in_flight[api.index()].saturating_sub(1);
+        self.in_flight_all = self.in_flight_all.saturating_sub(1);
+        self.all.push_back(now);
+        self.per_api[api.index()].push_back(now);
     }
 
     /// A frequency error came back at `now`: back off longer, and pause every call.
@@ -180,8 +225,9 @@ impl Budget {
 
     /// Drops the calls that no window containing `now` or later can hold.
     fn forget_before(&mut self, now: Duration) {
+        let window = self.window;
         for log in std::iter::once(&mut self.all).chain(self.per_api.iter_mut()) {
-            while log.front().is_some_and(|&t| t + WINDOW <= now) {
+            while log.front().is_some_and(|&t| t + window <= now) {
                 log.pop_front();
             }
         }
@@ -204,13 +250,33 @@ mod tests {
     /// Acquires at `now` or, if told to wait, at the instant it is told (which must then work).
     fn acquire(budget: &mut Budget, api: Api, now: Duration) -> Duration {
         match budget.try_acquire(api, now) {
-            Ok(()) => now,
+            Ok(()) => {
+                budget.complete(api, now);
+                now
+            }
             Err(at) => {
                 assert!(at > now, "told to wait until {at:?} at {now:?}");
                 budget.try_acquire(api, at).expect("ready at the instant it said");
+                budget.complete(api, at);
                 at
             }
         }
+    }
+
+    /// Takes a call that completes at once.
+    fn take(budget: &mut Budget, api: Api, now: Duration) {
+        budget.try_acquire(api, now).unwrap();
+        budget.complete(api, now);
+    }
+
+    #[test]
+    fn a_call_in_flight_holds_its_place_until_it_completes() {
+        let mut budget = budget(1);
+        budget.try_acquire(Api::GetGroupInfo, ms(0)).unwrap();
+        assert_eq!(budget.try_acquire(Api::GetGroupInfo, ms(2000)), Err(ms(2010)));
+        budget.complete(Api::GetGroupInfo, ms(2500));
+        assert_eq!(budget.try_acquire(Api::GetGroupInfo, ms(2600)), Err(ms(3500)));
+        assert_eq!(budget.try_acquire(Api::GetGroupInfo, ms(3500)), Ok(()));
     }
 
     /// The most calls (of `api`, or of all if `None`) in any window `(t - 1 s, t]`.
@@ -252,7 +318,7 @@ mod tests {
     fn a_burst_takes_the_ceiling_at_once_then_waits_for_the_first_to_leave_the_window() {
         let mut budget = budget(10);
         for _ in 0..10 {
-            budget.try_acquire(Api::GetGroupInfo, ms(0)).unwrap();
+            take(&mut budget, Api::GetGroupInfo, ms(0));
         }
         assert_eq!(budget.try_acquire(Api::GetGroupAttr, ms(999)), Err(ms(1000)));
         assert_eq!(budget.try_acquire(Api::GetGroupAttr, ms(1000)), Ok(()));
@@ -262,9 +328,9 @@ mod tests {
     fn the_group_list_is_called_at_most_once_a_second_whatever_the_global_ceiling() {
         let mut budget = budget(50);
         assert_eq!(budget.ceiling(Api::GetAppidGroupList), 1);
-        budget.try_acquire(Api::GetAppidGroupList, ms(100)).unwrap();
+        take(&mut budget, Api::GetAppidGroupList, ms(100));
         assert_eq!(budget.try_acquire(Api::GetAppidGroupList, ms(600)), Err(ms(1100)));
-        budget.try_acquire(Api::GetGroupInfo, ms(600)).unwrap();
+        take(&mut budget, Api::GetGroupInfo, ms(600));
         assert_eq!(budget.try_acquire(Api::GetAppidGroupList, ms(1100)), Ok(()));
     }
 
@@ -302,14 +368,14 @@ mod tests {
     #[test]
     fn a_frequency_error_pauses_then_spaces_calls_and_successes_lower_it() {
         let mut budget = budget(100);
-        budget.try_acquire(Api::GetGroupInfo, ms(0)).unwrap();
+        take(&mut budget, Api::GetGroupInfo, ms(0));
         budget.on_frequency_error(ms(10));
         assert_eq!(budget.backoff(), ms(1000));
         assert_eq!(budget.try_acquire(Api::GetGroupInfo, ms(500)), Err(ms(1010)));
         budget.on_frequency_error(ms(600));
         assert_eq!(budget.backoff(), ms(2000));
         assert_eq!(budget.ready_at(Api::GetGroupInfo, ms(700)), ms(2600));
-        budget.try_acquire(Api::GetGroupInfo, ms(2600)).unwrap();
+        take(&mut budget, Api::GetGroupInfo, ms(2600));
         assert_eq!(
             budget.ready_at(Api::GetGroupInfo, ms(2601)),
             ms(4600),
@@ -339,7 +405,7 @@ mod tests {
     #[test]
     fn a_clock_that_goes_back_is_taken_as_standing_still() {
         let mut budget = budget(1);
-        budget.try_acquire(Api::GetGroupInfo, ms(5000)).unwrap();
+        take(&mut budget, Api::GetGroupInfo, ms(5000));
         assert_eq!(budget.try_acquire(Api::GetGroupInfo, ms(10)), Err(ms(6000)));
     }
 

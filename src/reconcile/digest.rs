@@ -109,14 +109,35 @@ pub fn load(config: &StateConfig) -> Result<Known, StateError> {
         );
         return Ok(known);
     }
+    // To the ends seen now: the materializer keeps writing while the sweep reads, so "until
+    // the end" would never come. A partition is done at its end of file or once the position
+    // passes the end seen (transaction markers have offsets too, and are never delivered).
     let mut list = TopicPartitionList::new();
+    let mut ends = HashMap::new();
     for p in &partitions {
-        list.add_partition_offset(&config.state_topic, *p, Offset::Beginning)?;
+        let (_, high) = reader.fetch_watermarks(&config.state_topic, *p, Duration::from_secs(10))?;
+        if high > 0 {
+            ends.insert(*p, high);
+            list.add_partition_offset(&config.state_topic, *p, Offset::Beginning)?;
+        }
+    }
+    if ends.is_empty() {
+        return Ok(known);
     }
     reader.assign(&list)?;
-    let mut open = partitions;
+    let mut open: Vec<i32> = ends.keys().copied().collect();
     while !open.is_empty() {
-        match reader.poll(Duration::from_secs(1)) {
+        let polled = reader.poll(Duration::from_millis(500));
+        if let Ok(positions) = reader.position() {
+            for e in positions.elements() {
+                if let (Offset::Offset(at), Some(end)) = (e.offset(), ends.get(&e.partition())) {
+                    if at >= *end {
+                        open.retain(|q| *q != e.partition());
+                    }
+                }
+            }
+        }
+        match polled {
             None => continue,
             Some(Err(KafkaError::PartitionEOF(p))) => open.retain(|q| *q != p),
             Some(Err(e)) => return Err(e.into()),

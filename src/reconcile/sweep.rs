@@ -80,7 +80,7 @@ impl fmt::Display for Summary {
         write!(
             f,
             "sweep done in {:.1} s: {} groups seen, {} snapshots and {} destroyed events published, \
-             {} groups failed (left to the next sweep); REST calls {} ({total}, {:.3} per group); drift {}",
+             {} failed (left to the next sweep); REST calls {} ({total}, {:.3} per group); drift {}",
             self.duration.as_secs_f64(),
             self.groups_seen,
             self.snapshots,

@@ -120,7 +120,24 @@ fn write_members(doc: &mut GroupState, listed: &[Listed], complete: bool, s: u64
     let presence = |doc: &GroupState, a: &str| doc.field_times.members.get(a).and_then(|m| m.presence);
     let mut changed = false;
     for (account, role, name_card) in listed {
-        if !wins(t, presence(doc, account)) || doc.listed_after(t) {
+        if doc.listed_after(t) {
+            continue;
+        }
+        if !wins(t, presence(doc, account)) {
+            // A newer join or exit decides whether the member is there. A member who is there
+            // still takes the role and name card read, field by field: a join callback carries
+            // neither, and a change of either after `s` keeps its newer value.
+            if doc.members.contains_key(account) {
+                let times = doc.field_times.members.entry(account.clone()).or_default();
+                let member = doc.members.entry(account.clone()).or_default();
+                changed |= set_field(&mut member.role, &mut times.role, role.as_deref(), t);
+                changed |= set_field(
+                    &mut member.name_card,
+                    &mut times.name_card,
+                    name_card.as_deref(),
+                    t,
+                );
+            }
             continue;
         }
         changed |= doc.presence(account, true, t);
