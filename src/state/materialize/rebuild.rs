@@ -81,7 +81,7 @@ pub(super) fn read_state(
         if stop.load(Ordering::Relaxed) {
             return Err(StateError::Stopped);
         }
-        health.turn();
+        health.beat();
         match reader.poll(Duration::from_secs(1)) {
             None => continue,
             Some(Err(KafkaError::PartitionEOF(p))) => open.retain(|q| *q != p),
@@ -126,7 +126,7 @@ impl Materializer {
                 Ok(rebuilt) => break rebuilt,
                 Err(StateError::Kafka(e)) if !self.stop.load(Ordering::Relaxed) => {
                     log::warn!("rebuilding partitions {partitions:?} failed, retrying in 1 s: {e}");
-                    self.health.turn();
+                    self.health.beat();
                     std::thread::sleep(Duration::from_secs(1));
                 }
                 Err(e) => return Err(e),
