@@ -53,7 +53,20 @@ impl ConsumerContext for Reader {}
 /// A consumer that reads the state topic to its committed end (it never joins the group
 /// named after `role`, nor commits): the rebuild and `tim-relay state` both use one.
 pub(crate) fn state_reader(config: &StateConfig, role: &str) -> Result<BaseConsumer<Reader>, KafkaError> {
-    client(config)
+    state_reader_with(config, role, &[])
+}
+
+/// [`state_reader`] with more client properties (the reconciler bounds its prefetch).
+pub(crate) fn state_reader_with(
+    config: &StateConfig,
+    role: &str,
+    extra: &[(&str, &str)],
+) -> Result<BaseConsumer<Reader>, KafkaError> {
+    let mut client = client(config);
+    for (k, v) in extra {
+        client.set(*k, *v);
+    }
+    client
         .set("group.id", format!("{}-{role}", config.group_id))
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
