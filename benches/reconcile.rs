@@ -36,7 +36,10 @@ use tim_relay::reconcile::digest::{Digest, Known, Known1};
 const PARTITIONS: i32 = 6;
 
 fn knob(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn bootstrap() -> String {
@@ -153,7 +156,9 @@ fn index_memory(n: u64) {
         }
         let entry = Known1 {
             digest: Digest(d),
-            group_type: Some(["Public", "Private", "ChatRoom", "AVChatRoom", "Community"][i as usize % 5].into()),
+            group_type: Some(
+                ["Public", "Private", "ChatRoom", "AVChatRoom", "Community"][i as usize % 5].into(),
+            ),
         };
         known.groups.insert(format!("@TGS#2EMU{i:08}"), entry);
     }
@@ -209,7 +214,10 @@ fn main() {
     if sweeps >= 2 {
         let waited = Instant::now();
         while documents(&format!("{topic}.state")) < groups as usize {
-            assert!(waited.elapsed() < Duration::from_secs(900), "the fold did not catch up");
+            assert!(
+                waited.elapsed() < Duration::from_secs(900),
+                "the fold did not catch up"
+            );
             std::thread::sleep(Duration::from_secs(2));
         }
         let second = sweep(&emu, &topic, qps);

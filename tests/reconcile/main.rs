@@ -95,10 +95,15 @@ fn groups_made_before_the_relay_ran_are_backfilled_by_one_sweep_within_the_rate_
 
     // The materializer folds while the test goes on: the next sweep compares with every
     // document, so it waits for the last of them.
-    let folded = support::wait_for(Duration::from_secs(60), Duration::from_millis(500), "3000 documents", || {
-        let n = bench.states().len();
-        (n == 3000).then_some(n)
-    });
+    let folded = support::wait_for(
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        "3000 documents",
+        || {
+            let n = bench.states().len();
+            (n == 3000).then_some(n)
+        },
+    );
     folded.unwrap_or_else(|e| panic!("{e}"));
     bench.emu.clear_group_errors();
     bench.emu.set_transient_failure_rate(0.0);
