@@ -15,29 +15,11 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::Value;
 
-#[path = "support/state_model.rs"]
-mod state_model;
-use state_model::{delivery, histories, Histories, Rng, Truth};
+mod support;
+use support::broker::{bootstrap, require_broker};
+use support::state_model::{self, delivery, histories, Histories, Rng, Truth};
 
 const PARTITIONS: i32 = 6;
-
-fn bootstrap() -> String {
-    std::env::var("KAFKA_BOOTSTRAP_SERVERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
-}
-
-fn require_broker() {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
-        .create()
-        .expect("client");
-    if let Err(e) = consumer.fetch_metadata(None, Duration::from_secs(10)) {
-        panic!(
-            "no Kafka broker answers at {} ({e}). Start one with `bash scripts/kafka.sh start`, \
-             or run the whole suite with `bash scripts/test.sh`.",
-            bootstrap()
-        );
-    }
-}
 
 fn create_topic(name: &str) -> String {
     require_broker();

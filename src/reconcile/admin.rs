@@ -7,11 +7,15 @@
 //! once the configuration is read and Kafka reached ([`Health::set_ready`]), and 503 again
 //! while the process stops.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use actix_web::{web, App, HttpResponse, HttpServer};
+#[cfg(test)]
+use actix_web::{web, App};
+
+#[cfg(test)]
+use crate::ops::loop_admin::now_ms;
+use crate::ops::loop_admin::{self, Listener, Says};
 
 use super::metrics::ReconcileMetrics;
 
@@ -20,84 +24,14 @@ use super::metrics::ReconcileMetrics;
 /// after each wait, stays healthy.
 pub const STALL: Duration = Duration::from_secs(120);
 
+const SAYS: Says = Says {
+    stall: STALL,
+    silent: "the sweep loop has not beaten",
+    not_ready: "reading the configuration or reaching Kafka",
+};
+
 /// What the sweep loop tells the admin listener.
-pub struct Health {
-    /// Milliseconds since 1970 of the loop's last beat.
-    last_beat_ms: AtomicU64,
-    /// The configuration is read and Kafka reached.
-    ready: AtomicBool,
-    stopping: AtomicBool,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-impl Health {
-    /// A handle that counts as beaten now and is not ready.
-    pub fn new() -> Arc<Self> {
-        Arc::new(Health {
-            last_beat_ms: AtomicU64::new(now_ms()),
-            ready: AtomicBool::new(false),
-            stopping: AtomicBool::new(false),
-        })
-    }
-
-    /// The sweep loop is alive: call it on every turn and at least every few seconds while
-    /// waiting (for the budget, for Kafka, for the next sweep).
-    pub fn beat(&self) {
-        self.last_beat_ms.store(now_ms(), Ordering::Relaxed);
-    }
-
-    /// The configuration is read and Kafka reached (`true`), or Kafka lost again (`false`).
-    pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::Relaxed);
-    }
-
-    /// The process is stopping: `/readyz` answers 503 from now on.
-    pub fn set_stopping(&self) {
-        self.stopping.store(true, Ordering::Relaxed);
-    }
-
-    fn silent_for(&self) -> Duration {
-        Duration::from_millis(now_ms().saturating_sub(self.last_beat_ms.load(Ordering::Relaxed)))
-    }
-
-    fn live(&self) -> (bool, String) {
-        let silent = self.silent_for();
-        if silent > STALL {
-            (
-                false,
-                format!(
-                    "unhealthy: the sweep loop has not beaten for {} s\n",
-                    silent.as_secs()
-                ),
-            )
-        } else {
-            (true, "ok\n".into())
-        }
-    }
-
-    fn ready(&self) -> (bool, String) {
-        if self.stopping.load(Ordering::Relaxed) {
-            return (false, "not ready: shutting down\n".into());
-        }
-        if !self.ready.load(Ordering::Relaxed) {
-            return (
-                false,
-                "not ready: reading the configuration or reaching Kafka\n".into(),
-            );
-        }
-        self.live()
-    }
-
-    #[cfg(test)]
-    fn last_beat_at(&self, ms: u64) {
-        self.last_beat_ms.store(ms, Ordering::Relaxed);
-    }
-}
+pub use crate::ops::loop_admin::Heartbeat as Health;
 
 /// Serves the admin endpoints on `listen` until the process ends (one worker, no signal
 /// handling: the reconciler's own shutdown stops it).
@@ -106,14 +40,23 @@ pub fn server(
     metrics: Arc<ReconcileMetrics>,
     health: Arc<Health>,
 ) -> std::io::Result<actix_web::dev::Server> {
-    let server = HttpServer::new(move || app(metrics.clone(), health.clone()))
-        .workers(1)
-        .disable_signals()
-        .bind(listen)?
-        .run();
-    Ok(server)
+    loop_admin::server(listen, listener(metrics, health))
 }
 
+fn listener(metrics: Arc<ReconcileMetrics>, health: Arc<Health>) -> Listener {
+    Listener {
+        says: &SAYS,
+        health: health.clone(),
+        ready_gauge: metrics.ready.clone(),
+        render: Box::new(move || {
+            // The gauge follows /readyz even where nothing probes it (docker, a test run).
+            metrics.ready.set(i64::from(health.ready(&SAYS).0));
+            metrics.render()
+        }),
+    }
+}
+
+#[cfg(test)]
 fn app(
     metrics: Arc<ReconcileMetrics>,
     health: Arc<Health>,
@@ -126,39 +69,7 @@ fn app(
         InitError = (),
     >,
 > {
-    App::new()
-        .app_data(web::Data::from(health))
-        .app_data(web::Data::from(metrics))
-        .route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(render_metrics))
-}
-
-fn answer((ok, text): (bool, String)) -> HttpResponse {
-    let mut response = if ok {
-        HttpResponse::Ok()
-    } else {
-        HttpResponse::ServiceUnavailable()
-    };
-    response.content_type("text/plain; charset=utf-8").body(text)
-}
-
-async fn healthz(health: web::Data<Health>) -> HttpResponse {
-    answer(health.live())
-}
-
-async fn readyz(health: web::Data<Health>, metrics: web::Data<ReconcileMetrics>) -> HttpResponse {
-    let verdict = health.ready();
-    metrics.ready.set(i64::from(verdict.0));
-    answer(verdict)
-}
-
-async fn render_metrics(health: web::Data<Health>, metrics: web::Data<ReconcileMetrics>) -> HttpResponse {
-    // The gauge follows /readyz even where nothing probes it (docker, a test run).
-    metrics.ready.set(i64::from(health.ready().0));
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(metrics.render())
+    App::new().configure(loop_admin::routes(web::Data::new(listener(metrics, health))))
 }
 
 #[cfg(test)]

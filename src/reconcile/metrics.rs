@@ -11,11 +11,11 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-use super::rest_error::Class;
+use super::digest::FIELDS;
 
 /// `sweeps_total{result}`: the sweep listed and read every group (some may have failed, see
 /// `group_failures`); Kafka trouble ended it early; a configuration or authentication error
-/// (a [`Class::Stop`]) ended it.
+/// (a [`super::rest_error::Class::Stop`]) ended it.
 pub const SWEEP_RESULTS: [&str; 3] = ["completed", "failed", "stopped"];
 
 /// `rest_calls_total{api}`: [`super::budget::Api::name`] of each API.
@@ -26,8 +26,8 @@ pub const APIS: [&str; 4] = [
     "get_group_attr",
 ];
 
-/// `rest_calls_total{result}`: [`rest_result`] of the answer's class, and `no_attrs` for a
-/// `get_group_attr` whose group type has no attributes (10007).
+/// `rest_calls_total{result}`: [`super::client::result_label`] of the answer's class, and
+/// `no_attrs` for a `get_group_attr` whose group type has no attributes (10007).
 pub const REST_RESULTS: [&str; 8] = [
     "ok",
     "back_off",
@@ -41,39 +41,22 @@ pub const REST_RESULTS: [&str; 8] = [
 
 /// `drift_total{field}`: `missing` (Tencent has the group, the state does not), `destroyed`
 /// (the state has it, Tencent answers 10010/10015), `incomplete` (the state's document is not
-/// `complete`), or the field whose hash differs.
-pub const DRIFT_FIELDS: [&str; 13] = [
-    "missing",
-    "destroyed",
-    "incomplete",
-    "group_type",
-    "name",
-    "introduction",
-    "notification",
-    "face_url",
-    "owner",
-    "custom",
-    "attrs",
-    "members",
-    "member_count",
-];
+/// `complete`), or the field whose hash differs (the rest of [`FIELDS`]).
+pub const DRIFT_FIELDS: [&str; FIELDS.len() + 2] = drift_fields();
+
+const fn drift_fields() -> [&'static str; FIELDS.len() + 2] {
+    let mut all = ["missing"; FIELDS.len() + 2];
+    all[1] = "destroyed";
+    let mut i = 0;
+    while i < FIELDS.len() {
+        all[i + 2] = FIELDS[i];
+        i += 1;
+    }
+    all
+}
 
 /// `events_published_total{type}`: `tim.group.snapshot` and the reconciler's destroyed events.
 pub const EVENT_TYPES: [&str; 2] = ["snapshot", "destroyed"];
-
-/// The `result` label of a REST call answered with `class` (`no_attrs` is the caller's to
-/// tell: 10007 is an unknown code to [`super::rest_error::class_of_code`]).
-pub fn rest_result(class: Class) -> &'static str {
-    match class {
-        Class::Ok => "ok",
-        Class::BackOff => "back_off",
-        Class::Retry => "retry",
-        Class::AskForLess => "ask_for_less",
-        Class::GroupGone => "group_gone",
-        Class::Stop(_) => "stop",
-        Class::Unknown(_) => "unknown",
-    }
-}
 
 pub struct ReconcileMetrics {
     registry: Registry,
@@ -273,7 +256,8 @@ impl Default for ReconcileMetrics {
 mod tests {
     use super::*;
     use crate::reconcile::budget::Api;
-    use crate::reconcile::rest_error::{class_of_code, Unexpected};
+    use crate::reconcile::client::result_label;
+    use crate::reconcile::rest_error::{class_of_code, Class, Unexpected};
 
     /// The value of the sample line `series value` in `text`.
     fn sample(text: &str, series: &str) -> Option<f64> {
@@ -405,10 +389,10 @@ mod tests {
         for (api, name) in Api::ALL.into_iter().zip(APIS) {
             assert_eq!(api.name(), name);
         }
-        for code in [0, 60007, 10002, 10018, 10010, 60004, 12345] {
-            assert!(REST_RESULTS.contains(&rest_result(class_of_code(code))));
+        for code in [0, 60007, 10002, 10018, 10010, 10007, 60004, 12345] {
+            assert!(REST_RESULTS.contains(&result_label(&class_of_code(code), Some(code))));
         }
-        assert_eq!(rest_result(Class::Unknown(Unexpected::Body)), "unknown");
-        assert_eq!(rest_result(class_of_code(60010)), "stop");
+        assert_eq!(result_label(&Class::Unknown(Unexpected::Body), None), "unknown");
+        assert_eq!(result_label(&class_of_code(60010), Some(60010)), "stop");
     }
 }

@@ -9,13 +9,11 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::ClientConfig;
 use serde_json::Value;
 use tokio::runtime::Runtime;
 
 use crate::emulator::{diff_world, Config, Emulator, DEFAULT_MAX_TRACKED_MEMBERS};
-use crate::support::broker::{create_topic, Reader};
+use crate::support::broker::{bootstrap, create_topic, require_broker, Reader};
 use crate::support::relay::{free_port, Relay};
 use crate::support::state_model::read_state;
 use crate::support::REPO;
@@ -23,24 +21,6 @@ use crate::support::REPO;
 pub const PARTITIONS: i32 = 6;
 /// The callback token the relay checks and the emulator signs with.
 pub const TOKEN: &str = "reconcile-test-callback-token";
-
-pub fn bootstrap() -> String {
-    std::env::var("KAFKA_BOOTSTRAP_SERVERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
-}
-
-fn require_broker() {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
-        .create()
-        .expect("client");
-    if let Err(e) = consumer.fetch_metadata(None, Duration::from_secs(10)) {
-        panic!(
-            "no Kafka broker answers at {} ({e}). Start one with `bash scripts/kafka.sh start`, \
-             or run the whole suite with `bash scripts/test.sh`.",
-            bootstrap()
-        );
-    }
-}
 
 /// One test's world: its topics, its materializer, its emulator, its logs.
 pub struct Bench {

@@ -146,7 +146,7 @@ fn lost_callbacks_and_a_relay_outage_are_repaired_by_the_next_sweep() {
             relay.kill();
         }
         if op == 900 {
-            let mut command = relay.command(&harness::bootstrap(), &bench.topic);
+            let mut command = relay.command(&support::broker::bootstrap(), &bench.topic);
             command.env("TIM_CALLBACK_TOKEN", harness::TOKEN);
             relay.start(command, "lost: relay restarted");
         }

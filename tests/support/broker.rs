@@ -110,6 +110,27 @@ pub fn fault_broker(name: &'static str) -> (std::fs::File, Broker) {
     (lock, broker)
 }
 
+/// The broker the tests without one of their own use: `KAFKA_BOOTSTRAP_SERVERS`, else
+/// 127.0.0.1:9092.
+pub fn bootstrap() -> String {
+    std::env::var("KAFKA_BOOTSTRAP_SERVERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+/// Panics, saying how to start one, unless the broker at [`bootstrap`] answers.
+pub fn require_broker() {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .expect("client");
+    if let Err(e) = consumer.fetch_metadata(None, Duration::from_secs(10)) {
+        panic!(
+            "no Kafka broker answers at {} ({e}). Start one with `bash scripts/kafka.sh start`, \
+             or run the whole suite with `bash scripts/test.sh`.",
+            bootstrap()
+        );
+    }
+}
+
 pub fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap)

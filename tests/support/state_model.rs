@@ -377,6 +377,12 @@ pub fn read_state(bootstrap: &str, state: &str, partitions: i32, within: std::ti
         match consumer.poll(std::time::Duration::from_secs(1)) {
             None => {}
             Some(Err(KafkaError::PartitionEOF(_))) => open -= 1,
+            // A leader that moved or metadata not ready yet passes (a topic just created, a
+            // busy broker); the deadline above bounds it.
+            Some(Err(e @ (KafkaError::MessageConsumption(_) | KafkaError::MetadataFetch(_)))) => {
+                eprintln!("reading {state}: {e}; reading on");
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
             Some(Err(e)) => panic!("reading {state}: {e}"),
             Some(Ok(m)) => {
                 let key = String::from_utf8(m.key().unwrap().to_vec()).unwrap();

@@ -112,6 +112,21 @@ fn custom(doc: &mut GroupState, e: &InEvent, s: u64) -> bool {
     changed
 }
 
+/// A listed member's role and name card at `t`, each unless a newer change set it.
+fn write_member_fields(
+    doc: &mut GroupState,
+    account: &str,
+    role: Option<&str>,
+    name_card: Option<&str>,
+    t: Option<u64>,
+) -> bool {
+    let times = doc.field_times.members.entry(account.to_owned()).or_default();
+    let member = doc.members.entry(account.to_owned()).or_default();
+    let role_changed = set_field(&mut member.role, &mut times.role, role, t);
+    let name_card_changed = set_field(&mut member.name_card, &mut times.name_card, name_card, t);
+    role_changed || name_card_changed
+}
+
 /// Each listed member is present at `s` with its role and name card; with a complete list,
 /// each member the document holds and the list does not name is absent at `s`. A member who
 /// joined or left after `s` is left as the newer change made it.
@@ -128,28 +143,12 @@ fn write_members(doc: &mut GroupState, listed: &[Listed], complete: bool, s: u64
             // still takes the role and name card read, field by field: a join callback carries
             // neither, and a change of either after `s` keeps its newer value.
             if doc.members.contains_key(account) {
-                let times = doc.field_times.members.entry(account.clone()).or_default();
-                let member = doc.members.entry(account.clone()).or_default();
-                changed |= set_field(&mut member.role, &mut times.role, role.as_deref(), t);
-                changed |= set_field(
-                    &mut member.name_card,
-                    &mut times.name_card,
-                    name_card.as_deref(),
-                    t,
-                );
+                changed |= write_member_fields(doc, account, role.as_deref(), name_card.as_deref(), t);
             }
             continue;
         }
         changed |= doc.presence(account, true, t);
-        let times = doc.field_times.members.entry(account.clone()).or_default();
-        let member = doc.members.entry(account.clone()).or_default();
-        changed |= set_field(&mut member.role, &mut times.role, role.as_deref(), t);
-        changed |= set_field(
-            &mut member.name_card,
-            &mut times.name_card,
-            name_card.as_deref(),
-            t,
-        );
+        changed |= write_member_fields(doc, account, role.as_deref(), name_card.as_deref(), t);
     }
     if complete {
         let gone: Vec<String> = doc

@@ -1,17 +1,26 @@
 //! The materializer's metrics and its admin listener: `/healthz`, `/readyz`, `/metrics`.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use actix_web::{web, App, HttpResponse, HttpServer};
 use prometheus::core::Collector;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 
-/// How long the fold loop may go without a turn before `/healthz` fails.
-const STALL: Duration = Duration::from_secs(60);
+use crate::ops::loop_admin::{self, Listener, Says};
+
+/// What the admin listener says of the fold loop: it may go 60 s without a turn before
+/// `/healthz` fails, and is ready once it has joined the group and every assigned partition is
+/// rebuilt.
+const SAYS: Says = Says {
+    stall: Duration::from_secs(60),
+    silent: "the fold loop has not turned",
+    not_ready: "joining the consumer group or rebuilding assigned partitions",
+};
+
+/// What the fold loop tells the admin listener.
+pub use crate::ops::loop_admin::Heartbeat as Health;
 
 pub struct StateMetrics {
     registry: Registry,
@@ -138,117 +147,17 @@ impl Default for StateMetrics {
     }
 }
 
-/// What the fold loop tells the admin listener.
-pub struct Health {
-    /// Milliseconds since 1970 of the loop's last turn.
-    last_turn_ms: AtomicU64,
-    /// The loop has joined the group, and every assigned partition is rebuilt.
-    caught_up: AtomicBool,
-    stopping: AtomicBool,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-impl Health {
-    pub fn new() -> Arc<Self> {
-        Arc::new(Health {
-            last_turn_ms: AtomicU64::new(now_ms()),
-            caught_up: AtomicBool::new(false),
-            stopping: AtomicBool::new(false),
-        })
-    }
-
-    pub fn turn(&self) {
-        self.last_turn_ms.store(now_ms(), Ordering::Relaxed);
-    }
-
-    pub fn set_ready(&self, ready: bool) {
-        self.caught_up.store(ready, Ordering::Relaxed);
-    }
-
-    pub fn set_stopping(&self) {
-        self.stopping.store(true, Ordering::Relaxed);
-    }
-
-    fn stalled_for(&self) -> Duration {
-        Duration::from_millis(now_ms().saturating_sub(self.last_turn_ms.load(Ordering::Relaxed)))
-    }
-
-    fn live(&self) -> (bool, String) {
-        let stalled = self.stalled_for();
-        if stalled > STALL {
-            (
-                false,
-                format!(
-                    "unhealthy: the fold loop has not turned for {} s\n",
-                    stalled.as_secs()
-                ),
-            )
-        } else {
-            (true, "ok\n".into())
-        }
-    }
-
-    fn ready(&self) -> (bool, String) {
-        if self.stopping.load(Ordering::Relaxed) {
-            return (false, "not ready: shutting down\n".into());
-        }
-        if !self.caught_up.load(Ordering::Relaxed) {
-            return (
-                false,
-                "not ready: joining the consumer group or rebuilding assigned partitions\n".into(),
-            );
-        }
-        self.live()
-    }
-}
-
 /// Serves the admin endpoints until the process ends.
 pub fn serve(
     listen: std::net::SocketAddr,
     health: Arc<Health>,
     metrics: Arc<StateMetrics>,
 ) -> std::io::Result<actix_web::dev::Server> {
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(web::Data::from(health.clone()))
-            .app_data(web::Data::from(metrics.clone()))
-            .route("/healthz", web::get().to(healthz))
-            .route("/readyz", web::get().to(readyz))
-            .route("/metrics", web::get().to(render_metrics))
-    })
-    .workers(1)
-    .disable_signals()
-    .bind(listen)?
-    .run();
-    Ok(server)
-}
-
-fn answer((ok, text): (bool, String)) -> HttpResponse {
-    let mut response = if ok {
-        HttpResponse::Ok()
-    } else {
-        HttpResponse::ServiceUnavailable()
+    let listener = Listener {
+        says: &SAYS,
+        health,
+        ready_gauge: metrics.ready.clone(),
+        render: Box::new(move || metrics.render()),
     };
-    response.content_type("text/plain; charset=utf-8").body(text)
-}
-
-async fn healthz(health: web::Data<Health>) -> HttpResponse {
-    answer(health.live())
-}
-
-async fn readyz(health: web::Data<Health>, metrics: web::Data<StateMetrics>) -> HttpResponse {
-    let verdict = health.ready();
-    metrics.ready.set(i64::from(verdict.0));
-    answer(verdict)
-}
-
-async fn render_metrics(metrics: web::Data<StateMetrics>) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(metrics.render())
+    loop_admin::server(listen, listener)
 }

@@ -2,6 +2,7 @@
 //! of its events is folded; the documents as they are kept in memory.
 
 use super::*;
+use rdkafka::message::BorrowedMessage;
 
 /// A group as held in memory between batches: compact, parsed only when an event arrives.
 pub(super) struct Stored {
@@ -52,12 +53,79 @@ impl ConsumerContext for Reader {}
 /// A consumer that reads the state topic to its committed end (it never joins the group
 /// named after `role`, nor commits): the rebuild and `tim-relay state` both use one.
 pub(crate) fn state_reader(config: &StateConfig, role: &str) -> Result<BaseConsumer<Reader>, KafkaError> {
-    client(config)
+    state_reader_with(config, role, &[])
+}
+
+/// [`state_reader`] with more client properties (the reconciler bounds its prefetch).
+pub(crate) fn state_reader_with(
+    config: &StateConfig,
+    role: &str,
+    extra: &[(&str, &str)],
+) -> Result<BaseConsumer<Reader>, KafkaError> {
+    let mut client = client(config);
+    for (k, v) in extra {
+        client.set(*k, *v);
+    }
+    client
         .set("group.id", format!("{}-{role}", config.group_id))
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "true")
         .create_with_context(Reader)
+}
+
+/// Reads `partitions` of the state topic from their beginning, handing each record that has
+/// a key to `each`, until every partition is at its end of file or, with `ends`, its position
+/// has passed the end given for it (the ends seen when a read began that must not follow a
+/// writer: transaction markers have offsets too, and are never delivered). `turn` runs before
+/// each poll, and ends the read with its error.
+pub(crate) fn read_state_topic(
+    reader: &BaseConsumer<Reader>,
+    topic: &str,
+    partitions: &[i32],
+    ends: Option<&HashMap<i32, i64>>,
+    poll: Duration,
+    mut turn: impl FnMut() -> Result<(), StateError>,
+    mut each: impl FnMut(String, &BorrowedMessage<'_>),
+) -> Result<(), StateError> {
+    let mut list = TopicPartitionList::new();
+    for p in partitions {
+        list.add_partition_offset(topic, *p, Offset::Beginning)?;
+    }
+    reader.assign(&list)?;
+    let mut open: Vec<i32> = partitions.to_vec();
+    while !open.is_empty() {
+        turn()?;
+        let polled = reader.poll(poll);
+        if let Some(ends) = ends {
+            close_passed(reader, ends, &mut open);
+        }
+        match polled {
+            None => continue,
+            Some(Err(KafkaError::PartitionEOF(p))) => open.retain(|q| *q != p),
+            Some(Err(e)) => return Err(e.into()),
+            Some(Ok(m)) => {
+                if let Some(key) = m.key().map(|k| String::from_utf8_lossy(k).into_owned()) {
+                    each(key, &m);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Leaves out of `open` the partitions whose position has passed their end in `ends`.
+fn close_passed(reader: &BaseConsumer<Reader>, ends: &HashMap<i32, i64>, open: &mut Vec<i32>) {
+    let Ok(positions) = reader.position() else {
+        return;
+    };
+    for e in positions.elements() {
+        if let (Offset::Offset(at), Some(end)) = (e.offset(), ends.get(&e.partition())) {
+            if at >= *end {
+                open.retain(|q| *q != e.partition());
+            }
+        }
+    }
 }
 
 /// Reads the state topic's `partitions` from the beginning to the end of what is committed.
@@ -71,47 +139,43 @@ pub(super) fn read_state(
 ) -> Result<Partitions, StateError> {
     let mut out: Partitions = partitions.iter().map(|p| (*p, HashMap::new())).collect();
     let reader = state_reader(config, "rebuild")?;
-    let mut list = TopicPartitionList::new();
-    for p in partitions {
-        list.add_partition_offset(&config.state_topic, *p, Offset::Beginning)?;
-    }
-    reader.assign(&list)?;
-    let mut open: Vec<i32> = partitions.to_vec();
-    while !open.is_empty() {
+    let turn = || {
         if stop.load(Ordering::Relaxed) {
             return Err(StateError::Stopped);
         }
-        health.turn();
-        match reader.poll(Duration::from_secs(1)) {
-            None => continue,
-            Some(Err(KafkaError::PartitionEOF(p))) => open.retain(|q| *q != p),
-            Some(Err(e)) => return Err(e.into()),
-            Some(Ok(m)) => {
-                let Some(key) = m.key().map(|k| String::from_utf8_lossy(k).into_owned()) else {
-                    continue;
-                };
-                let mut recent = Recent::default();
-                let mut destroyed_at = None;
-                if let Some(headers) = m.headers() {
-                    for h in headers.iter() {
-                        let value = h.value.map(String::from_utf8_lossy).unwrap_or_default();
-                        match h.key {
-                            RECENT_HEADER => recent = Recent::from_header(&value),
-                            DESTROYED_HEADER => destroyed_at = value.parse().ok(),
-                            _ => {}
-                        }
-                    }
+        health.beat();
+        Ok(())
+    };
+    let each = |key: String, m: &BorrowedMessage<'_>| {
+        let mut recent = Recent::default();
+        let mut destroyed_at = None;
+        if let Some(headers) = m.headers() {
+            for h in headers.iter() {
+                let value = h.value.map(String::from_utf8_lossy).unwrap_or_default();
+                match h.key {
+                    RECENT_HEADER => recent = Recent::from_header(&value),
+                    DESTROYED_HEADER => destroyed_at = value.parse().ok(),
+                    _ => {}
                 }
-                // Kept as written; it is parsed when an event of its group arrives.
-                let stored = Stored {
-                    doc: m.payload().map(Into::into),
-                    destroyed_at,
-                    recent: recent.0.into(),
-                };
-                out.entry(m.partition()).or_default().insert(key, stored);
             }
         }
-    }
+        // Kept as written; it is parsed when an event of its group arrives.
+        let stored = Stored {
+            doc: m.payload().map(Into::into),
+            destroyed_at,
+            recent: recent.0.into(),
+        };
+        out.entry(m.partition()).or_default().insert(key, stored);
+    };
+    read_state_topic(
+        &reader,
+        &config.state_topic,
+        partitions,
+        None,
+        Duration::from_secs(1),
+        turn,
+        each,
+    )?;
     Ok(out)
 }
 
@@ -126,7 +190,7 @@ impl Materializer {
                 Ok(rebuilt) => break rebuilt,
                 Err(StateError::Kafka(e)) if !self.stop.load(Ordering::Relaxed) => {
                     log::warn!("rebuilding partitions {partitions:?} failed, retrying in 1 s: {e}");
-                    self.health.turn();
+                    self.health.beat();
                     std::thread::sleep(Duration::from_secs(1));
                 }
                 Err(e) => return Err(e),

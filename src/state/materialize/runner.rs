@@ -107,7 +107,7 @@ impl Materializer {
         let mut batch_started = Instant::now();
         let mut lag_at = Instant::now();
         while !stop.load(Ordering::Relaxed) {
-            self.health.turn();
+            self.health.beat();
             let message = match self.consumer.poll(Duration::from_millis(100)) {
                 Some(Ok(m)) => Some(Pending {
                     partition: m.partition(),

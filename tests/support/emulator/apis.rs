@@ -15,23 +15,28 @@ pub const DEFAULT_MEMBER_LIMIT: u64 = 100;
 /// can be, so a client that reads it as a float breaks here.
 pub const COMMUNITY_CURSOR_BASE: u64 = 1 << 60;
 
-/// Every base field of `get_group_info`, in answer order.
-pub const BASE_FIELDS: [&str; 15] = [
-    "Type",
-    "Name",
-    "Introduction",
-    "Notification",
-    "FaceUrl",
-    "Owner_Account",
-    "CreateTime",
-    "InfoSeq",
-    "LastInfoTime",
-    "LastMsgTime",
-    "NextMsgSeq",
-    "MemberNum",
-    "MaxMemberNum",
-    "ApplyJoinOption",
-    "ShutUpAllMember",
+/// A base field's value in a group.
+type BaseValue = fn(&Group) -> Value;
+
+/// Every base field of `get_group_info`, in answer order, with its value.
+pub const BASE_FIELDS: [(&str, BaseValue); 15] = [
+    ("Type", |g| json!(g.group_type.as_str())),
+    ("Name", |g| json!(g.name)),
+    ("Introduction", |g| json!(g.introduction)),
+    ("Notification", |g| json!(g.notification)),
+    ("FaceUrl", |g| json!(g.face_url)),
+    ("Owner_Account", |g| json!(g.owner)),
+    ("CreateTime", |g| json!(g.create_time)),
+    ("InfoSeq", |g| json!(g.info_seq)),
+    ("LastInfoTime", |g| json!(g.last_info_time)),
+    ("LastMsgTime", |g| json!(g.last_msg_time)),
+    ("NextMsgSeq", |g| json!(g.next_msg_seq)),
+    ("MemberNum", |g| json!(g.member_num())),
+    ("MaxMemberNum", |g| json!(g.max_member_num)),
+    ("ApplyJoinOption", |g| json!(g.apply_join_option)),
+    ("ShutUpAllMember", |g| {
+        json!(if g.shut_up_all_member { "On" } else { "Off" })
+    }),
 ];
 
 /// Every member field, in answer order (`AppMemberDefinedData` aside).
@@ -80,6 +85,17 @@ fn find<'a>(world: &'a World, id: &str) -> Result<&'a Group, (i64, &'static str)
     world
         .group(id)
         .ok_or((10010, "group does not exist or was dismissed"))
+}
+
+/// The group a one-group API's `GroupId` names, or the answer that refuses it: 10015 or 10010
+/// first, then the injected fault.
+fn requested<'a>(world: &'a World, body: &Value, fault: Option<i64>) -> Result<&'a Group, Value> {
+    let id = body.get("GroupId").and_then(Value::as_str).unwrap_or("");
+    let g = find(world, id).map_err(|(code, info)| fail(code, info))?;
+    match fault {
+        Some(code) => Err(fail(code, "injected error")),
+        None => Ok(g),
+    }
 }
 
 fn strings(v: Option<&Value>) -> Option<Vec<String>> {
@@ -173,28 +189,11 @@ fn group_json(g: &Group, filter: Option<&Filter>) -> Value {
     out.insert("ErrorCode".into(), json!(0));
     out.insert("ErrorInfo".into(), json!(""));
     let base = filter.and_then(|f| f.base.as_deref());
-    for f in BASE_FIELDS {
+    for (f, value) in BASE_FIELDS {
         if base.is_some_and(|b| !b.iter().any(|x| x == f)) {
             continue;
         }
-        let v = match f {
-            "Type" => json!(g.group_type.as_str()),
-            "Name" => json!(g.name),
-            "Introduction" => json!(g.introduction),
-            "Notification" => json!(g.notification),
-            "FaceUrl" => json!(g.face_url),
-            "Owner_Account" => json!(g.owner),
-            "CreateTime" => json!(g.create_time),
-            "InfoSeq" => json!(g.info_seq),
-            "LastInfoTime" => json!(g.last_info_time),
-            "LastMsgTime" => json!(g.last_msg_time),
-            "NextMsgSeq" => json!(g.next_msg_seq),
-            "MemberNum" => json!(g.member_num()),
-            "MaxMemberNum" => json!(g.max_member_num),
-            "ApplyJoinOption" => json!(g.apply_join_option),
-            _ => json!(if g.shut_up_all_member { "On" } else { "Off" }),
-        };
-        out.insert(f.into(), v);
+        out.insert(f.into(), value(g));
     }
     let keys = filter.and_then(|f| f.app_data.as_deref());
     let custom: Vec<Value> = g
@@ -275,14 +274,10 @@ pub fn json_len(v: &Value) -> usize {
 /// 1 to 200 (100 when absent). AVChatRoom answers 10007: the API is not for it. An `Offset`
 /// on a Community group, or a `Next` on another type, answers 10004 (the wrong paging).
 pub fn get_group_member_info(world: &World, body: &Value, fault: Option<i64>) -> Value {
-    let id = body.get("GroupId").and_then(Value::as_str).unwrap_or("");
-    let g = match find(world, id) {
+    let g = match requested(world, body, fault) {
         Ok(g) => g,
-        Err((code, info)) => return fail(code, info),
+        Err(refused) => return refused,
     };
-    if let Some(code) = fault {
-        return fail(code, "injected error");
-    }
     if !g.group_type.has_member_list() {
         return fail(10007, "get_group_member_info is not for AVChatRoom groups");
     }
@@ -346,14 +341,10 @@ pub fn get_group_member_info(world: &World, body: &Value, fault: Option<i64>) ->
 /// `get_group_attr`: `GroupAttrAry` with lower-case `key`/`value`; 10007 for a type without
 /// attributes ([`World::types_without_attrs`]).
 pub fn get_group_attr(world: &World, body: &Value, fault: Option<i64>) -> Value {
-    let id = body.get("GroupId").and_then(Value::as_str).unwrap_or("");
-    let g = match find(world, id) {
+    let g = match requested(world, body, fault) {
         Ok(g) => g,
-        Err((code, info)) => return fail(code, info),
+        Err(refused) => return refused,
     };
-    if let Some(code) = fault {
-        return fail(code, "injected error");
-    }
     if !world.has_attrs(g.group_type) {
         return fail(10007, "this group type has no attributes");
     }
