@@ -48,6 +48,7 @@ impl Application {
         let admin_port = admin_listener.local_addr().map(|a| a.port()).unwrap_or_default();
         let metrics = Arc::new(Metrics::new());
         crate::ingress::decision::register_metrics(&metrics);
+        crate::ingress::handover::register_metrics(&metrics);
         metrics.spool_max_bytes.set(config.spool.max_bytes as i64);
         let publisher = Arc::new(Publisher::new(&config, metrics.duplicates.clone())?);
         let spool = Spool::open_bounded(
@@ -69,9 +70,10 @@ impl Application {
         )
         .with_peers(peers);
         let state = AppState::new(&config, relay.clone());
+        let handover = crate::ingress::http::handover_route(state.clone());
         let server = crate::ingress::http::serve(listener, state, &config.http)?;
         let readiness = Readiness::new();
-        let admin = admin::server(admin_listener, relay.clone(), readiness.clone())
+        let admin = admin::server(admin_listener, relay.clone(), readiness.clone(), handover)
             .map_err(|e| ConfigError::new("RELAY_ADMIN_LISTEN", e.to_string()))?;
         Ok(Self {
             port,
@@ -117,6 +119,8 @@ impl Application {
                     self.drain.as_secs()
                 );
                 self.readiness.set_stopping();
+                // Its groups go to the other replicas on their next poll, its hand-overs back.
+                self.relay.peers.set_stopping();
                 callbacks.stop(true).await;
                 served.await
             }

@@ -14,9 +14,8 @@ use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use tokio::runtime::{Handle, Runtime};
 
 mod support;
-use support::broker::{create_topic, Broker};
+use support::broker::{create_topic, fault_broker, Broker};
 use support::load::{not_ok_reasons, Load, Sent};
-use support::lock::lock_file;
 use support::relay::{Relay, CALLBACK_QUERY};
 use support::tally::{read_topic, tally, Found, Shape};
 use support::timeline::Timeline;
@@ -40,20 +39,7 @@ fn every_callback_answered_ok_reaches_the_topic_in_answer_order_through_broker_a
         .build()
         .expect("runtime");
     let started = Instant::now();
-    // Two runs at once (say `bash scripts/test.sh` in two shells) would reset each other's
-    // broker and topics, so a run waits for the other.
-    let _one_at_a_time = lock_file(
-        &PathBuf::from(REPO).join("target/kafka-fault.lock"),
-        "the fault broker",
-    );
-    let broker = Broker {
-        name: "fault",
-        port: 19092,
-        controller_port: 19093,
-        data_dir: "target/kafka-fault",
-        auto_create: true,
-    }
-    .fresh();
+    let (_one_at_a_time, broker) = fault_broker("fault");
     let mut lines = Vec::new();
     let mut problems = Vec::new();
     let scenarios: [(&str, Faults); 4] = [

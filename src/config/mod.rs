@@ -87,7 +87,7 @@ impl Config {
         let kafka = Kafka::read(env, &shared.topic)?;
         let decision = Decision::read(env)?;
         let spool = Spool::read(env)?;
-        let replicas = Replicas::read(env)?;
+        let replicas = Replicas::read(env, kafka.ack_timeout)?;
         Ok(Self {
             tencent,
             shared,

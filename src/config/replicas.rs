@@ -1,4 +1,5 @@
-//! The other replicas (`RELAY_PEERS`): whose older spooled events go to Kafka first.
+//! The other replicas (`RELAY_PEERS`): whose older spooled events go to Kafka first, and how
+//! long a callback of a group another replica owns may wait for that owner's answer.
 
 use std::fmt;
 use std::time::Duration;
@@ -13,13 +14,33 @@ pub struct Replicas {
     /// `RELAY_PEER_MAX_WAIT_MS`: how long a peer's spool may stand still, while Kafka takes this
     /// relay's records, before it is no longer waited for.
     pub max_wait: Duration,
+    /// `RELAY_HANDOVER_TIMEOUT_MS`: how long a callback of a group another replica owns waits
+    /// for that owner's answer before this relay handles it itself.
+    pub handover_timeout: Duration,
 }
 
+/// Tencent waits 2 s; what a hand-over that timed out leaves must still cover the ack timeout
+/// of the relay's own attempt and a spool commit.
+const BUDGET_MS: u128 = 1900;
+
 impl Replicas {
-    pub fn read(env: &Env) -> Result<Self, ConfigError> {
+    /// `ack_timeout`: `RELAY_ACK_TIMEOUT_MS`, which a hand-over that timed out is followed by.
+    pub fn read(env: &Env, ack_timeout: Duration) -> Result<Self, ConfigError> {
+        let handover_timeout = Duration::from_millis(env.positive("RELAY_HANDOVER_TIMEOUT_MS", 300)?);
+        if handover_timeout.as_millis() + ack_timeout.as_millis() > BUDGET_MS {
+            return Err(ConfigError::new(
+                "RELAY_HANDOVER_TIMEOUT_MS",
+                format!(
+                    "with RELAY_ACK_TIMEOUT_MS ({} ms) must leave 100 ms of Tencent's 2000 ms: at most {} ms",
+                    ack_timeout.as_millis(),
+                    BUDGET_MS.saturating_sub(ack_timeout.as_millis()),
+                ),
+            ));
+        }
         Ok(Self {
             peers: peer_list(env.get("RELAY_PEERS").as_deref())?,
             max_wait: Duration::from_millis(env.positive("RELAY_PEER_MAX_WAIT_MS", 10_000)?),
+            handover_timeout,
         })
     }
 }
@@ -31,7 +52,12 @@ impl fmt::Display for Replicas {
         } else {
             self.peers.join(",")
         };
-        write!(f, "peers={peers} peer_max_wait={}ms", self.max_wait.as_millis())
+        write!(
+            f,
+            "peers={peers} peer_max_wait={}ms handover_timeout={}ms",
+            self.max_wait.as_millis(),
+            self.handover_timeout.as_millis()
+        )
     }
 }
 

@@ -145,6 +145,36 @@ fn peers_are_host_port_pairs_and_a_bad_one_names_relay_peers() {
 }
 
 #[test]
+fn a_handover_timeout_must_leave_room_for_the_relays_own_attempt_within_2_s() {
+    let read = |pairs: &[(&str, &str)]| {
+        let mut all = vec![("TIM_SDK_APP_ID", "1")];
+        all.extend_from_slice(pairs);
+        Config::from_vars(vars(&all))
+    };
+    assert_eq!(
+        read(&[]).unwrap().replicas.handover_timeout,
+        Duration::from_millis(300)
+    );
+    let c = read(&[
+        ("RELAY_HANDOVER_TIMEOUT_MS", "900"),
+        ("RELAY_ACK_TIMEOUT_MS", "1000"),
+    ])
+    .unwrap();
+    assert_eq!(c.replicas.handover_timeout, Duration::from_millis(900));
+    for bad in [
+        &[("RELAY_HANDOVER_TIMEOUT_MS", "401")][..],
+        &[("RELAY_HANDOVER_TIMEOUT_MS", "0")],
+        &[
+            ("RELAY_HANDOVER_TIMEOUT_MS", "300"),
+            ("RELAY_ACK_TIMEOUT_MS", "1700"),
+        ],
+    ] {
+        let err = read(bad).err().unwrap_or_else(|| panic!("{bad:?} accepted"));
+        assert_eq!(err.var, "RELAY_HANDOVER_TIMEOUT_MS", "{err}");
+    }
+}
+
+#[test]
 fn an_ack_timeout_past_tencents_budget_is_refused() {
     let err =
         Config::from_vars(vars(&[("TIM_SDK_APP_ID", "1"), ("RELAY_ACK_TIMEOUT_MS", "2500")])).unwrap_err();

@@ -2,6 +2,7 @@
 //! caller hears OK; the forwarder moves spooled records to Kafka in arrival order.
 
 mod forward;
+pub mod owner;
 pub mod peers;
 pub mod publish;
 pub mod record;

@@ -26,12 +26,13 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
+use super::owner::{Member, Members};
 use super::Relay;
 use crate::delivery::spool::now_ms;
 use crate::ops::metrics::PeerMetrics;
@@ -58,10 +59,15 @@ pub struct Head {
     pub instance: String,
     /// When the oldest event still in the spool was answered (ms since the epoch); `None`: empty.
     pub oldest_ms: Option<u64>,
+    /// The relay is shutting down: it owns no group any more (absent from older relays: false).
+    #[serde(default)]
+    pub stopping: bool,
 }
 
 /// What this relay knows of one peer.
 struct View {
+    instance: String,
+    stopping: bool,
     oldest_ms: Option<u64>,
     answered: Instant,
     /// How long its head has stayed where it is while this relay could reach Kafka.
@@ -83,14 +89,21 @@ pub struct Peers {
     /// from sending. Only then does a peer's standing spool count as the peer's fault: with a
     /// record of its own in flight this relay may be stuck on the same partition leader.
     blocked: AtomicBool,
+    /// The replicas that own groups now (this one among them), for [`Peers::owner_of`].
+    members: RwLock<Members>,
+    /// Set when this relay starts to shut down; its peers then take over its groups.
+    stopping: AtomicBool,
     pub metrics: PeerMetrics,
 }
 
 impl Peers {
     /// `targets`: `host:port` of the peers' admin listeners; none: order is not coordinated.
     pub fn new(targets: Vec<String>, max_wait: Duration, metrics: PeerMetrics) -> Arc<Self> {
+        let instance = uuid::Uuid::new_v4().to_string();
         Arc::new(Self {
-            instance: uuid::Uuid::new_v4().to_string(),
+            members: RwLock::new(Members::new(vec![Member::new(instance.clone(), None)])),
+            stopping: AtomicBool::new(false),
+            instance,
             targets,
             max_wait,
             hold_ms: AtomicU64::new(0),
@@ -106,6 +119,30 @@ impl Peers {
 
     pub fn instance(&self) -> &str {
         &self.instance
+    }
+
+    /// From now on this relay owns no group: its peers see it stopping on their next poll.
+    pub fn set_stopping(&self) {
+        self.stopping.store(true, Ordering::Release);
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// The admin listener of the replica that owns `group`, when that is not this relay (see
+    /// [`super::owner`]). Without peers, or while this relay stops, it is always this relay.
+    pub fn owner_of(&self, group: &str) -> Option<SocketAddr> {
+        if !self.enabled() || self.is_stopping() {
+            return None;
+        }
+        let members = self.members.read().unwrap_or_else(|e| e.into_inner());
+        members.owner(group).and_then(|m| m.addr)
+    }
+
+    /// How many replicas own groups now, this one included.
+    pub fn members(&self) -> usize {
+        self.members.read().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// The earliest head among the peers waited for (ms since the epoch), if any.
@@ -180,7 +217,7 @@ impl Peers {
             for (addr, answer) in asked {
                 if let Ok(Some(head)) = answer.await {
                     if head.instance != self.instance {
-                        views.observe(addr, head.oldest_ms, Instant::now(), elapsed, can_send);
+                        views.observe(addr, head, Instant::now(), elapsed, can_send);
                     }
                 }
             }
@@ -197,8 +234,26 @@ impl Peers {
             if self.hold_ms.swap(hold, Ordering::AcqRel) != hold {
                 self.moved.notify_waiters();
             }
+            self.set_members(verdict.members);
             self.metrics.reachable.set(verdict.reachable);
             self.metrics.holding.set(verdict.holding);
+        }
+    }
+}
+
+impl Peers {
+    /// The peers that answered lately and are not stopping, and this relay.
+    fn set_members(&self, mut peers: Vec<Member>) {
+        peers.push(Member::new(self.instance.clone(), None));
+        let members = Members::new(peers);
+        let mut current = self.members.write().unwrap_or_else(|e| e.into_inner());
+        if *current != members {
+            log::info!(
+                "replicas owning groups: {} (was {}); ownership of groups moves with them",
+                members.len(),
+                current.len()
+            );
+            *current = members;
         }
     }
 }
@@ -215,20 +270,18 @@ struct Verdict {
     holding: i64,
     /// Peers no longer waited for since this verdict.
     given_up: Vec<SocketAddr>,
+    /// Peers that answered lately and are not stopping: they own groups.
+    members: Vec<Member>,
 }
 
 impl Views {
     /// A peer's answer. `elapsed`: time since the previous poll; `can_send`: whether Kafka takes
     /// this relay's records (a peer's head standing still counts only then).
-    fn observe(
-        &mut self,
-        addr: SocketAddr,
-        oldest_ms: Option<u64>,
-        now: Instant,
-        elapsed: Duration,
-        can_send: bool,
-    ) {
+    fn observe(&mut self, addr: SocketAddr, head: Head, now: Instant, elapsed: Duration, can_send: bool) {
+        let oldest_ms = head.oldest_ms;
         let view = self.0.entry(addr).or_insert(View {
+            instance: String::new(),
+            stopping: false,
             oldest_ms,
             answered: now,
             stuck_for: Duration::ZERO,
@@ -245,6 +298,8 @@ impl Views {
         }
         view.oldest_ms = oldest_ms;
         view.answered = now;
+        view.instance = head.instance;
+        view.stopping = head.stopping;
     }
 
     fn verdict(&mut self, now: Instant, max_wait: Duration) -> Verdict {
@@ -256,12 +311,18 @@ impl Views {
             reachable: 0,
             holding: 0,
             given_up: Vec::new(),
+            members: Vec::new(),
         };
         for (addr, view) in self.0.iter_mut() {
             if now.duration_since(view.answered) >= GONE_AFTER {
                 continue;
             }
             verdict.reachable += 1;
+            if !view.stopping {
+                verdict
+                    .members
+                    .push(Member::new(view.instance.clone(), Some(*addr)));
+            }
             let Some(oldest) = view.oldest_ms else { continue };
             if view.stuck_for >= max_wait {
                 if !view.given_up {
@@ -313,6 +374,14 @@ mod tests {
         assert!(p.may_send(u64::MAX / 2));
     }
 
+    fn head(oldest_ms: Option<u64>) -> Head {
+        Head {
+            instance: "peer".into(),
+            oldest_ms,
+            stopping: false,
+        }
+    }
+
     fn addr(port: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], port))
     }
@@ -322,17 +391,38 @@ mod tests {
         let t0 = Instant::now();
         let mut views = Views::default();
         let tick = Duration::from_millis(25);
-        views.observe(addr(1), Some(5_000), t0, tick, true);
-        views.observe(addr(2), Some(4_000), t0, tick, true);
-        views.observe(addr(3), None, t0, tick, true);
+        views.observe(addr(1), head(Some(5_000)), t0, tick, true);
+        views.observe(addr(2), head(Some(4_000)), t0, tick, true);
+        views.observe(addr(3), head(None), t0, tick, true);
         let v = views.verdict(t0, Duration::from_secs(5));
         assert_eq!((v.hold, v.reachable, v.holding), (Some(4_000), 3, 2));
         // Peer 2 stops answering: after GONE_AFTER it no longer holds anyone back.
         let later = t0 + GONE_AFTER;
-        views.observe(addr(1), Some(5_100), later, tick, true);
-        views.observe(addr(3), Some(6_000), later, tick, true);
+        views.observe(addr(1), head(Some(5_100)), later, tick, true);
+        views.observe(addr(3), head(Some(6_000)), later, tick, true);
         let v = views.verdict(later, Duration::from_secs(5));
         assert_eq!((v.hold, v.reachable, v.holding), (Some(5_100), 2, 2));
+    }
+
+    #[test]
+    fn the_members_are_the_peers_that_answered_lately_and_are_not_stopping() {
+        let t0 = Instant::now();
+        let mut views = Views::default();
+        let tick = Duration::from_millis(10);
+        let named = |instance: &str, stopping| Head {
+            instance: instance.into(),
+            oldest_ms: None,
+            stopping,
+        };
+        views.observe(addr(1), named("one", false), t0, tick, true);
+        views.observe(addr(2), named("two", true), t0, tick, true);
+        views.observe(addr(3), named("three", false), t0, tick, true);
+        let later = t0 + GONE_AFTER;
+        views.observe(addr(1), named("one", false), later, tick, true);
+        views.observe(addr(2), named("two", true), later, tick, true);
+        let v = views.verdict(later, Duration::from_secs(5));
+        assert_eq!(v.members, vec![Member::new("one".into(), Some(addr(1)))]);
+        assert_eq!(v.reachable, 2, "a stopping peer is still waited for");
     }
 
     #[test]
@@ -342,18 +432,18 @@ mod tests {
         let mut views = Views::default();
         let tick = Duration::from_millis(250);
         let mut now = t0;
-        views.observe(addr(1), Some(5_000), now, tick, true);
+        views.observe(addr(1), head(Some(5_000)), now, tick, true);
         // Kafka down here too: standing still is expected, it is waited for however long.
         for _ in 0..20 {
             now += tick;
-            views.observe(addr(1), Some(5_000), now, tick, false);
+            views.observe(addr(1), head(Some(5_000)), now, tick, false);
             assert_eq!(views.verdict(now, max_wait).hold, Some(5_000));
         }
         // Kafka back here, the peer's head does not move: 1 s later it is given up, once.
         let mut given_up = Vec::new();
         for _ in 0..8 {
             now += tick;
-            views.observe(addr(1), Some(5_000), now, tick, true);
+            views.observe(addr(1), head(Some(5_000)), now, tick, true);
             let v = views.verdict(now, max_wait);
             given_up.extend(v.given_up);
             assert_eq!(v.reachable, 1);
@@ -362,7 +452,7 @@ mod tests {
         assert_eq!(views.verdict(now, max_wait).hold, None);
         // Its head moves: waited for again.
         now += tick;
-        views.observe(addr(1), Some(5_300), now, tick, true);
+        views.observe(addr(1), head(Some(5_300)), now, tick, true);
         assert_eq!(views.verdict(now, max_wait).hold, Some(5_300));
     }
 

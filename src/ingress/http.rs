@@ -1,4 +1,5 @@
-//! HTTP: the callback route, and the `Application` that binds it beside the admin listener.
+//! HTTP: the callback route, and the hand-over route another replica sends a group's callbacks
+//! to (served on the admin listener, see [`crate::ingress::handover`]).
 
 use std::net::TcpListener;
 use std::time::{Duration, Instant, SystemTime};
@@ -18,6 +19,7 @@ use crate::ingress::commands::{self, Class, Dispatched};
 use crate::ingress::decision::{Decider, Decision};
 use crate::ingress::error::RelayError;
 use crate::ingress::event::Origin;
+use crate::ingress::handover::{Handover, Relayed};
 use crate::ops::log_limit::{LogLimit, Verdict};
 use crate::ops::metrics::InFlight;
 
@@ -39,6 +41,8 @@ pub struct AppState {
     pub topics: Topics,
     /// Answers before-callbacks; one keep-alive pool to the decision service for all workers.
     pub decider: Decider,
+    /// Hands callbacks of groups other replicas own to their owners (`RELAY_PEERS`).
+    pub handover: Handover,
 }
 
 impl AppState {
@@ -58,6 +62,7 @@ impl AppState {
             sdk_app_id: config.tencent.sdk_app_id.clone(),
             refusal_log: LogLimit::new(REFUSAL_LOG_LINES_PER_SECOND),
             decider: Decider::new(&config.decision),
+            handover: Handover::new(config.replicas.handover_timeout),
             topics: Topics {
                 state: config.shared.topic.clone(),
                 messages: config.kafka.messages_topic.clone(),
@@ -130,14 +135,67 @@ enum Answered {
     Ignored,
     /// A before-callback: Tencent gets this decision; nothing is published.
     Decided(Decision),
+    /// Its group's owner handled it: Tencent gets the owner's answer.
+    Relayed(Relayed),
+}
+
+/// Where a callback came from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// Tencent (through the load balancer): checked from the start, and handed over to its
+    /// group's owner when that is another replica.
+    Tencent,
+    /// Another replica that checked the caller's address: handled here, never handed on.
+    Handover,
 }
 
 async fn callback(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+    answer(req, payload, state, Via::Tencent).await
+}
+
+/// The admin listener's route for the callbacks other replicas hand over: this relay owns
+/// their group. Refused (503, the sender then handles it itself) once this relay stops.
+pub fn handover_route(
+    state: web::Data<AppState>,
+) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static {
+    move |cfg| {
+        cfg.app_data(state.clone())
+            .route(crate::ingress::handover::PATH, web::post().to(handed_over));
+    }
+}
+
+async fn handed_over(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+    if state.relay.peers.is_stopping() {
+        return fail_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            5038,
+            "stopping: not taking hand-overs",
+        );
+    }
+    // The sender may stop waiting (RELAY_HANDOVER_TIMEOUT_MS) and handle the callback itself;
+    // this relay still finishes it (actix drops a handler whose caller left), so the group's
+    // events keep passing here in order and the sender's copy is only a duplicate.
+    let owned = actix_web::rt::spawn(answer(req, payload, state, Via::Handover));
+    owned.await.unwrap_or_else(|_| {
+        fail_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            5001,
+            "the hand-over task failed",
+        )
+    })
+}
+
+async fn answer(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    via: Via,
+) -> HttpResponse {
     let started = Instant::now();
     let metrics = &state.relay.metrics;
     let _in_flight = InFlight::enter(&metrics.in_flight);
     let json = |body: web::Bytes| HttpResponse::Ok().content_type("application/json").body(body);
-    match handle_callback(&req, payload, &state).await {
+    match handle_callback(&req, payload, &state, via).await {
         Ok(Answered::Ok) => {
             metrics.count_ok(started.elapsed());
             json(web::Bytes::from_static(OK_BODY.as_bytes()))
@@ -150,6 +208,10 @@ async fn callback(req: HttpRequest, payload: web::Payload, state: web::Data<AppS
             metrics.count("decided", started.elapsed());
             decision.count(metrics);
             json(decision.body)
+        }
+        Ok(Answered::Relayed(relayed)) => {
+            metrics.count("handed_over", started.elapsed());
+            relayed.response()
         }
         Err(err) => {
             metrics.count(err.outcome(), started.elapsed());
@@ -178,12 +240,13 @@ async fn handle_callback(
     req: &HttpRequest,
     payload: web::Payload,
     state: &AppState,
+    via: Via,
 ) -> Result<Answered, RelayError> {
     let received_at = SystemTime::now();
     let client = state
         .access
         .client_ip(req.peer_addr().map(|a| a.ip()), req.headers());
-    if !state.access.permits(client) {
+    if via == Via::Tencent && !state.access.permits(client) {
         return Err(RelayError::AddressNotAllowed);
     }
     let query = CallbackQuery::parse(req.query_string());
@@ -214,6 +277,15 @@ async fn handle_callback(
         return Ok(Answered::Ignored);
     }
     let records: Vec<Record> = events.iter().map(|e| Record::from_event(e, topic)).collect();
+    if via == Via::Tencent {
+        let metrics = &state.relay.metrics;
+        let owner = state
+            .handover
+            .to_owner(&state.relay.peers, (class, &records), req, &body, metrics);
+        if let Some(relayed) = owner.await {
+            return Ok(Answered::Relayed(relayed));
+        }
+    }
     match state.relay.deliver_all(&records).await? {
         Delivered::Acknowledged(took) => {
             state.relay.metrics.publish_seconds.observe(took.as_secs_f64());

@@ -97,16 +97,19 @@ struct AdminState {
     readiness: Arc<Readiness>,
 }
 
-/// The admin server on its own listener, one worker: nothing here is on the hot path.
+/// The admin server on its own listener, one worker; `routes` adds the hand-over route (the
+/// only one on a callback's path, and only for the callbacks other replicas hand over).
 pub fn server(
     listener: std::net::TcpListener,
     relay: Relay,
     readiness: Arc<Readiness>,
+    routes: impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
 ) -> std::io::Result<actix_web::dev::Server> {
     let state = web::Data::new(AdminState { relay, readiness });
     Ok(HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .configure(routes.clone())
             .route("/healthz", web::get().to(healthz))
             .route("/readyz", web::get().to(readyz))
             .route("/metrics", web::get().to(metrics_text))
@@ -145,6 +148,7 @@ async fn spool_head(state: web::Data<AdminState>) -> HttpResponse {
     HttpResponse::Ok().json(crate::delivery::peers::Head {
         instance: state.relay.peers.instance().to_string(),
         oldest_ms: state.relay.spool.oldest_ms(),
+        stopping: state.relay.peers.is_stopping(),
     })
 }
 

@@ -47,6 +47,8 @@ pub struct Metrics {
     pub decisions: IntCounterVec,
     /// Fallback answers by why the decision service's answer was not used.
     pub decision_fallbacks: IntCounterVec,
+    /// Callbacks of a group another replica owns, by how the hand-over ended (`handover::OUTCOMES`).
+    pub handovers: IntCounterVec,
     /// 1 while `/readyz` answers 200.
     pub ready: IntGauge,
     /// `RELAY_SPOOL_MAX_BYTES`: beyond it callbacks are refused.
@@ -128,6 +130,15 @@ impl Metrics {
                 "Fallback answers to before-callbacks, by why the decision service's answer was not used",
             ),
             &["reason"],
+        )
+        .expect("valid metric");
+        let handovers = IntCounterVec::new(
+            Opts::new(
+                "tim_relay_handovers_total",
+                "Callbacks of a group another replica owns: ok (the owner answered), or handled here after \
+                 fallback_unreachable, fallback_timeout (RELAY_HANDOVER_TIMEOUT_MS) or fallback_error (a 5xx)",
+            ),
+            &["outcome"],
         )
         .expect("valid metric");
         let spool_max_bytes = gauge(
@@ -223,6 +234,7 @@ impl Metrics {
             Box::new(ready.clone()),
             Box::new(decisions.clone()),
             Box::new(decision_fallbacks.clone()),
+            Box::new(handovers.clone()),
             Box::new(spool_max_bytes.clone()),
             Box::new(build_info),
             Box::new(in_flight.clone()),
@@ -260,6 +272,7 @@ impl Metrics {
             ready,
             decisions,
             decision_fallbacks,
+            handovers,
             spool_max_bytes,
             in_flight,
             spooled,

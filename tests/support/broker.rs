@@ -90,6 +90,26 @@ impl Drop for Broker {
     }
 }
 
+/// The fault tests' broker (`tests/fault.rs`, `tests/ownership.rs`): 127.0.0.1:19092, its
+/// controller on 19093, data in `target/kafka-fault`, wiped and started. Two runs at once would
+/// reset each other's broker and topics, so the lock (held until the returned file is dropped,
+/// after the broker) makes a run wait for the other.
+pub fn fault_broker(name: &'static str) -> (std::fs::File, Broker) {
+    let lock = super::lock::lock_file(
+        &std::path::PathBuf::from(REPO).join("target/kafka-fault.lock"),
+        "the fault broker",
+    );
+    let broker = Broker {
+        name,
+        port: 19092,
+        controller_port: 19093,
+        data_dir: "target/kafka-fault",
+        auto_create: true,
+    }
+    .fresh();
+    (lock, broker)
+}
+
 /// The broker the tests without one of their own use: `KAFKA_BOOTSTRAP_SERVERS`, else
 /// 127.0.0.1:9092.
 pub fn bootstrap() -> String {

@@ -2,7 +2,9 @@
 //! slice of the groups and sends each group's next callback only after the previous one was
 //! answered (or failed), so per group "the order the relay answered OK" is well defined. With
 //! several relays, a group's callbacks go round robin between them, as a load balancer in front
-//! of replicas does to Tencent's callbacks.
+//! of replicas does to Tencent's callbacks. A [`Pace`] with a burst sends several consecutive
+//! callbacks of one group back to back (each after the previous answer, milliseconds apart), as
+//! Tencent does when a bot or a batch acts on a group.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +24,25 @@ pub const PAUSE: Duration = Duration::from_millis(100);
 /// The group id of group `g` of a test whose groups are named `prefix`.
 pub fn group_id(prefix: &str, g: usize) -> String {
     format!("@TGS#{prefix}-{g}")
+}
+
+/// How a worker spaces its callbacks: `burst` consecutive callbacks of one group back to back
+/// (round robin over the relays), then `pause` before the next group's.
+#[derive(Clone, Copy)]
+pub struct Pace {
+    pub burst: u64,
+    pub pause: Duration,
+}
+
+impl Default for Pace {
+    /// One callback of a group at a time: a group's consecutive callbacks are a whole round of
+    /// the worker's groups apart (about a second).
+    fn default() -> Self {
+        Pace {
+            burst: 1,
+            pause: PAUSE,
+        }
+    }
 }
 
 /// One callback attempt: which relay it went to, when, how long the answer took, and why it
@@ -65,6 +86,11 @@ pub struct Load {
 impl Load {
     /// `urls`: one per relay. `start`: the timeline's start, for [`Sent::at`].
     pub fn start(rt: &Handle, urls: Vec<String>, prefix: &'static str, start: Instant) -> Load {
+        Self::paced(rt, urls, prefix, start, Pace::default())
+    }
+
+    /// As [`Load::start`], spaced by `pace`.
+    pub fn paced(rt: &Handle, urls: Vec<String>, prefix: &'static str, start: Instant, pace: Pace) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         // Longer than Tencent's 2 s, so a slow answer is measured rather than cut off.
         let client = reqwest::Client::builder()
@@ -74,8 +100,9 @@ impl Load {
         let workers = (0..WORKERS)
             .map(|w| {
                 let groups: Vec<usize> = (w..GROUPS).step_by(WORKERS).collect();
-                let stagger = PAUSE * w as u32 / WORKERS as u32;
+                let stagger = pace.pause * w as u32 / WORKERS as u32;
                 let worker = Worker {
+                    pace,
                     client: client.clone(),
                     urls: urls.clone(),
                     prefix,
@@ -107,6 +134,7 @@ impl Drop for Load {
 }
 
 struct Worker {
+    pace: Pace,
     client: reqwest::Client,
     urls: Vec<String>,
     prefix: &'static str,
@@ -118,43 +146,49 @@ impl Worker {
     async fn run(self, groups: Vec<usize>, stagger: Duration) -> Vec<Sent> {
         tokio::time::sleep(stagger).await;
         let mut sent = Vec::new();
-        for seq in 0.. {
+        for round in 0.. {
             for &group in &groups {
-                if self.stop.load(Ordering::Relaxed) {
-                    return sent;
-                }
-                // Round robin per group: consecutive callbacks of a group reach different relays.
-                let relay = (group + seq as usize) % self.urls.len();
-                let body = format!(
-                    r#"{{"GroupId":"{}","Name":"g{group}-s{seq}"}}"#,
-                    group_id(self.prefix, group)
-                );
-                let t0 = Instant::now();
-                let at = t0 - self.start;
-                let why = match self.client.post(&self.urls[relay]).body(body).send().await {
-                    Ok(r) => {
-                        let status = r.status().as_u16();
-                        let answer: Value = r.json().await.unwrap_or_default();
-                        match status == 200 && answer["ActionStatus"] == "OK" {
-                            true => String::new(),
-                            false => format!("HTTP {status} ErrorCode {}", answer["ErrorCode"]),
-                        }
+                for seq in round * self.pace.burst..(round + 1) * self.pace.burst {
+                    if self.stop.load(Ordering::Relaxed) {
+                        return sent;
                     }
-                    Err(e) if e.is_timeout() => "timeout".into(),
-                    Err(e) if e.is_connect() => "connection refused".into(),
-                    Err(_) => "connection error".into(),
-                };
-                sent.push(Sent {
-                    group,
-                    seq,
-                    relay,
-                    at,
-                    took: t0.elapsed(),
-                    why,
-                });
-                tokio::time::sleep(PAUSE).await;
+                    sent.push(self.send(group, seq).await);
+                }
+                tokio::time::sleep(self.pace.pause).await;
             }
         }
         sent
+    }
+
+    async fn send(&self, group: usize, seq: u64) -> Sent {
+        // Round robin per group: consecutive callbacks of a group reach different relays.
+        let relay = (group + seq as usize) % self.urls.len();
+        let body = format!(
+            r#"{{"GroupId":"{}","Name":"g{group}-s{seq}"}}"#,
+            group_id(self.prefix, group)
+        );
+        let t0 = Instant::now();
+        let at = t0 - self.start;
+        let why = match self.client.post(&self.urls[relay]).body(body).send().await {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let answer: Value = r.json().await.unwrap_or_default();
+                match status == 200 && answer["ActionStatus"] == "OK" {
+                    true => String::new(),
+                    false => format!("HTTP {status} ErrorCode {}", answer["ErrorCode"]),
+                }
+            }
+            Err(e) if e.is_timeout() => "timeout".into(),
+            Err(e) if e.is_connect() => "connection refused".into(),
+            Err(_) => "connection error".into(),
+        };
+        Sent {
+            group,
+            seq,
+            relay,
+            at,
+            took: t0.elapsed(),
+            why,
+        }
     }
 }

@@ -193,8 +193,13 @@ impl Relay {
 
     /// The text of `/metrics` (None: unreadable).
     pub fn metrics(&self) -> Option<String> {
+        self.admin_text("/metrics")
+    }
+
+    /// The text the admin listener answers for `path` (None: unreadable).
+    pub fn admin_text(&self, path: &str) -> Option<String> {
         self.rt.block_on(async {
-            let r = self.http.get(self.admin_url("/metrics")).send().await.ok()?;
+            let r = self.http.get(self.admin_url(path)).send().await.ok()?;
             r.text().await.ok()
         })
     }
