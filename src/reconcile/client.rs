@@ -135,9 +135,9 @@ impl Client {
             tries += 1;
             self.wait_for_budget(api).await;
             let started = Instant::now();
+            let flying = InFlight { client: self, api };
             let (class, code, value) = self.send(api, &payload).await;
-            let done = self.epoch.elapsed();
-            self.budget.lock().expect("budget lock").complete(api, done);
+            drop(flying);
             self.calls[api as usize].fetch_add(1, Ordering::Relaxed);
             if let Some(observe) = &self.observer {
                 observe(api, result_label(&class, code), started.elapsed());
@@ -235,6 +235,23 @@ impl Client {
             );
         }
         (class, code, value)
+    }
+}
+
+/// A call let through by the budget and not yet answered: it completes when dropped, also
+/// when the sweep is dropped mid-call (a stop, a failed sweep), so the loop's next sweep
+/// never finds places held by calls that will not come back.
+struct InFlight<'a> {
+    client: &'a Client,
+    api: Api,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let now = self.client.epoch.elapsed();
+        if let Ok(mut budget) = self.client.budget.lock() {
+            budget.complete(self.api, now);
+        }
     }
 }
 
