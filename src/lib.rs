@@ -3,11 +3,10 @@
 //! - [`ingress`]: where a callback enters: the HTTP route, the caller checks, the body, one
 //!   file per command, the event it becomes, the answers to before-callbacks;
 //! - [`delivery`]: where it becomes durable: Kafka's producers, the spool, the forwarder, the
-//!   other replicas;
+//!   other replicas and which of them owns a group;
 //! - [`state`]: where the group events are folded into each group's current state;
-//! - [`reconcile`]: the first parts of `tim-relay reconcile` (issue 22), which will repair the
-//!   state from Tencent's REST API: UserSig, the REST error classes, the rate budget; the sweep
-//!   itself is still to come;
+//! - [`reconcile`]: `tim-relay reconcile`, which repairs the state from Tencent's REST API:
+//!   UserSig, the REST error classes, the rate budget, the sweep and its events;
 //! - [`ops`]: what operators see: the admin listener, metrics, rate-limited logs, the dead table;
 //! - [`config`]: every environment variable; [`startup`] wires the parts together;
 //! - [`answer`] (Tencent's answer bodies) and [`shutdown`] (stop signals), which every part may
