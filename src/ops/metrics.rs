@@ -334,12 +334,17 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
-        let mut out = Vec::new();
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut out)
-            .expect("text encoding cannot fail");
-        String::from_utf8(out).expect("prometheus text is UTF-8")
+        render(&self.registry)
     }
+}
+
+/// The Prometheus text exposition of every metric of `registry`: every role's `/metrics`.
+pub fn render(registry: &Registry) -> String {
+    let mut out = Vec::new();
+    TextEncoder::new()
+        .encode(&registry.gather(), &mut out)
+        .expect("text encoding cannot fail");
+    String::from_utf8(out).expect("prometheus text is UTF-8")
 }
 
 impl Default for Metrics {

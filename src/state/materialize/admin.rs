@@ -4,9 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::core::Collector;
-use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
-};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 use crate::ops::loop_admin::{self, Listener, Says};
 
@@ -133,11 +131,7 @@ impl StateMetrics {
     }
 
     fn render(&self) -> String {
-        let mut out = Vec::new();
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut out)
-            .expect("text encoding");
-        String::from_utf8(out).expect("metrics are UTF-8")
+        crate::ops::metrics::render(&self.registry)
     }
 }
 
