@@ -18,21 +18,20 @@
 //! sweep costs 0.02 calls a group and the memory figures come in a minute),
 //! KAFKA_BOOTSTRAP_SERVERS (127.0.0.1:9092).
 
-use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::ClientConfig;
 
 #[path = "../tests/support/emulator/mod.rs"]
 mod emulator;
+#[path = "../tests/support/state_model.rs"]
+mod state_model;
 
 use emulator::{Config, Emulator, Population, Rng};
+use state_model::read_state;
 use tim_relay::reconcile::digest::{Digest, Known, Known1};
 
 const PARTITIONS: i32 = 6;
@@ -110,31 +109,11 @@ fn create_topic(topic: &str) {
 
 /// Live documents in the state topic.
 fn documents(state: &str) -> usize {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
-        .set("group.id", format!("{state}.bench-{}", uuid::Uuid::new_v4()))
-        .set("isolation.level", "read_committed")
-        .set("enable.partition.eof", "true")
-        .create()
-        .unwrap();
-    let mut list = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        list.add_partition_offset(state, p, Offset::Beginning).unwrap();
-    }
-    consumer.assign(&list).unwrap();
-    let mut last: HashMap<Vec<u8>, bool> = HashMap::new();
-    let mut open = PARTITIONS;
-    while open > 0 {
-        match consumer.poll(Duration::from_secs(1)) {
-            None => {}
-            Some(Err(KafkaError::PartitionEOF(_))) => open -= 1,
-            Some(Err(e)) => panic!("{e}"),
-            Some(Ok(m)) => {
-                last.insert(m.key().unwrap_or_default().to_vec(), m.payload().is_some());
-            }
-        }
-    }
-    last.values().filter(|live| **live).count()
+    read_state(&bootstrap(), state, PARTITIONS, Duration::from_secs(300))
+        .last
+        .values()
+        .filter(|doc| doc.is_some())
+        .count()
 }
 
 fn print(name: &str, s: &Sweep, groups: u64) {
