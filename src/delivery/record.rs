@@ -3,6 +3,15 @@
 
 use crate::ingress::event::Event;
 
+/// The CloudEvents attributes of a record besides its subject (the key).
+pub struct CloudEvent {
+    pub id: String,
+    pub event_type: String,
+    pub source: String,
+    /// RFC 3339.
+    pub time: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     /// The topic it goes to; empty: `KAFKA_TOPIC` (entries spooled before topics were kept).
@@ -14,19 +23,31 @@ pub struct Record {
 
 impl Record {
     pub fn from_event(event: &Event, topic: &str) -> Self {
+        let ce = CloudEvent {
+            id: event.id.clone(),
+            event_type: event.event_type.to_string(),
+            source: event.ce_source(),
+            time: event.ce_time(),
+        };
+        Self::cloud_event(topic, event.key.clone(), event.to_json(), ce)
+    }
+
+    /// A JSON event keyed by `key` (its `ce_subject` too), with the CloudEvents headers every
+    /// event the binary publishes carries: callbacks' and the reconciler's.
+    pub fn cloud_event(topic: &str, key: String, payload: Vec<u8>, ce: CloudEvent) -> Self {
         let headers = [
             ("ce_specversion", "1.0".to_string()),
-            ("ce_id", event.id.clone()),
-            ("ce_type", event.event_type.to_string()),
-            ("ce_source", event.ce_source()),
-            ("ce_subject", event.key.clone()),
-            ("ce_time", event.ce_time()),
+            ("ce_id", ce.id),
+            ("ce_type", ce.event_type),
+            ("ce_source", ce.source),
+            ("ce_subject", key.clone()),
+            ("ce_time", ce.time),
             ("content-type", "application/json".to_string()),
         ];
         Record {
             topic: topic.to_string(),
-            key: event.key.clone(),
-            payload: event.to_json(),
+            key,
+            payload,
             headers: headers.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
         }
     }

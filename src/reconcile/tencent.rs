@@ -7,7 +7,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
 
-use crate::delivery::record::Record;
+use crate::delivery::record::{CloudEvent, Record};
 use crate::ingress::commands::event_types as types;
 use crate::state::fold::{FoldRules, Group, GroupState, InEvent};
 
@@ -203,25 +203,14 @@ pub fn record(event: &Value, topic: &str) -> Record {
         .or_else(|| event.get("event_time_ms"))
         .and_then(Value::as_u64)
         .unwrap_or_default();
-    let ce_time = humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(time_ms)).to_string();
-    let headers = [
-        ("ce_specversion", "1.0".to_string()),
-        ("ce_id", field("id")),
-        ("ce_type", field("type")),
-        (
-            "ce_source",
-            format!("/tencent-im/{}/{SOURCE}", field("sdk_app_id")),
-        ),
-        ("ce_subject", field("group_id")),
-        ("ce_time", ce_time),
-        ("content-type", "application/json".to_string()),
-    ];
-    Record {
-        topic: topic.to_string(),
-        key: field("group_id"),
-        payload: serde_json::to_vec(event).expect("a JSON value serializes"),
-        headers: headers.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
-    }
+    let ce = CloudEvent {
+        id: field("id"),
+        event_type: field("type"),
+        source: format!("/tencent-im/{}/{SOURCE}", field("sdk_app_id")),
+        time: humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(time_ms)).to_string(),
+    };
+    let payload = serde_json::to_vec(event).expect("a JSON value serializes");
+    Record::cloud_event(topic, field("group_id"), payload, ce)
 }
 
 #[cfg(test)]
